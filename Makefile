@@ -1,0 +1,42 @@
+# mlcycle: the two commands a newcomer needs are `make demo` and `make test` (see README).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export MLFLOW_DISABLE_TELEMETRY := true
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: setup demo test test-fast lint format ui serve clean
+
+$(BIN)/mlcycle: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[dev]"
+	@touch $(BIN)/mlcycle
+
+setup: $(BIN)/mlcycle  ## venv + the project with its dev extras
+
+demo: setup  ## train, register, promote, serve, simulate traffic, run drift (embedded default)
+	$(BIN)/mlcycle demo
+
+test: setup lint  ## every test: unit, integration, model, e2e (slow and browser ones included)
+	$(BIN)/pytest -p no:cacheprovider tests
+
+test-fast: setup  ## unit tests only
+	$(BIN)/pytest -p no:cacheprovider tests/unit
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+ui: setup  ## the MLflow UI on the embedded store
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --port 5000
+
+serve: setup
+	$(BIN)/mlcycle serve
+
+clean:
+	rm -rf .mlcycle mlruns mlflow.db test-artifacts

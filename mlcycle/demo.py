@@ -1,0 +1,122 @@
+"""`mlcycle demo`: the whole lifecycle on the embedded default, one step after another.
+
+In: the project folder (MLproject) and the embedded stores in it (or `MLFLOW_TRACKING_URI`).
+Out: a trained, registered and promoted model; a running server; simulated clean and drifted
+traffic in the prediction log; two drift reports; and the URLs to open. Every step runs the same
+public command a user would type, so the demo doubles as living documentation.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import typer
+
+from mlcycle import config
+
+log = logging.getLogger(__name__)
+
+
+def _step(title: str) -> None:
+    typer.secho(f"\n== {title}", fg=typer.colors.CYAN, bold=True)
+
+
+def _run(args: list[str], env: dict[str, str], check: bool = True) -> int:
+    typer.echo(f"$ {shlex.join(args)}")
+    code = subprocess.call(args, env=env)
+    if check and code != 0:
+        raise typer.Exit(code)
+    return code
+
+
+def _wait_ready(url: str, server: subprocess.Popen, timeout_s: float = 120.0) -> None:
+    import requests
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            typer.echo("the server exited before it became ready", err=True)
+            raise typer.Exit(1)
+        try:
+            if requests.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    typer.echo(f"the server at {url} was not ready after {timeout_s:.0f} s", err=True)
+    raise typer.Exit(1)
+
+
+def _sample_request(url: str) -> None:
+    import requests
+
+    row = _example_row()
+    typer.echo(
+        f"$ curl -s -X POST {url}/predict -H 'Content-Type: application/json' -d '{row}'"
+    )
+    answer = requests.post(f"{url}/predict", data=row, timeout=5,
+                           headers={"Content-Type": "application/json"})
+    typer.echo(answer.text)
+
+
+def _example_row() -> str:
+    import json
+
+    from pipelines.data import generate
+
+    frame = generate(n_rows=1, seed=7).drop(columns=["default"])
+    return json.dumps(json.loads(frame.to_json(orient="records"))[0])
+
+
+def demo(
+    port: int = typer.Option(5001, help="Loopback port for the model server."),
+    epochs: int = typer.Option(10, help="Training epochs for the demo model."),
+    duration: float = typer.Option(20.0, help="Seconds of simulated traffic per phase."),
+    rate: float = typer.Option(100.0, help="Simulated requests per second."),
+    keep_serving: bool = typer.Option(
+        True, help="Keep the server running in the foreground at the end (Ctrl-C stops it)."
+    ),
+) -> None:
+    """Run the whole platform on the embedded default: train → register → serve → drift."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": config.tracking_uri(),
+           "MLFLOW_DISABLE_TELEMETRY": "true", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    mlcycle = [sys.executable, "-m", "mlcycle"]
+    url = f"http://127.0.0.1:{port}"
+    _step("1. Train and register (mlflow run .) — champion/challenger gate decides production")
+    _run(["mlflow", "run", ".", "--env-manager", "local", "-P", f"epochs={epochs}"], env)
+    _run([*mlcycle, "history", "credit-risk"], env)
+    _step(f"2. Serve the production model on {url}")
+    server = subprocess.Popen([*mlcycle, "serve", "--port", str(port)], env=env,
+                              start_new_session=True)
+    try:
+        _wait_ready(url, server)
+        _sample_request(url)
+        _step("3. Simulated traffic without drift, then a drift run (expect exit 0)")
+        traffic = [*mlcycle, "simulate", "--traffic", "--url", url, "--rate", str(rate),
+                   "--duration", str(duration)]
+        _run([*traffic, "--drift", "0.0"], env)
+        _run([*mlcycle, "drift", "--since", "10m"], env, check=False)
+        _step("4. Drifted traffic, then a drift run (expect exit 1: drift)")
+        _run([*traffic, "--drift", "0.8"], env)
+        _run([*mlcycle, "drift", "--last", str(int(rate * duration))], env, check=False)
+        reports = Path(os.environ.get("MLCYCLE_REPORTS_DIR") or config.state_dir() / "reports")
+        _step("Done. Open:")
+        typer.echo(f"  web app:       {url}/")
+        typer.echo(f"  drift report:  {reports / 'latest.html'}")
+        typer.echo("  MLflow UI:     make ui  → http://127.0.0.1:5000")
+        if keep_serving:
+            typer.echo("Serving until Ctrl-C …")
+            server.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)

@@ -1,0 +1,102 @@
+"""`mlcycle promote`, `mlcycle rollback`, `mlcycle history`: registry commands.
+
+In: a registered model name (and a version, a target, a reason). Out: the registry change
+(stage and alias together, see `mlcycle.registry`) and a one-line confirmation, or the history
+as a table / JSON. User errors (unknown model or version) print one line on stderr and exit 1.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import typer
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=1)
+
+
+def _setup() -> None:
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    from mlcycle.config import configure_mlflow
+
+    configure_mlflow()
+
+
+def promote(
+    name: str = typer.Argument(..., help="Registered model name, e.g. credit-risk."),
+    version: str = typer.Argument(..., help="Model version to promote, e.g. 3."),
+    to: str = typer.Option("production", "--to", help="Target: production or staging."),
+    reason: str = typer.Option("", "--reason", help="Why (recorded in the version's tags)."),
+    by: str = typer.Option("", "--by", help="Who promotes (default: the OS user)."),
+) -> None:
+    """Promote a model version: sets the stage and the alias together, archives the old one."""
+    _setup()
+    from mlflow.exceptions import MlflowException
+
+    from mlcycle import registry
+
+    try:
+        entry = registry.promote(name, version, to=to, reason=reason, by=by or None)
+    except (registry.RegistryError, MlflowException) as exc:
+        _fail(str(exc))
+    previous = entry.get("previous")
+    suffix = f" (was v{previous})" if previous and previous != entry["version"] else ""
+    typer.echo(f"{name} v{entry['version']} is now {entry['to']}{suffix}")
+
+
+def rollback(
+    name: str = typer.Argument(..., help="Registered model name, e.g. credit-risk."),
+    reason: str = typer.Option("", "--reason", help="Why (recorded in the version's tags)."),
+    by: str = typer.Option("", "--by", help="Who rolls back (default: the OS user)."),
+) -> None:
+    """Return production to the version that was in production before the current one."""
+    _setup()
+    from mlflow.exceptions import MlflowException
+
+    from mlcycle import registry
+
+    try:
+        entry = registry.rollback(name, reason=reason, by=by or None)
+    except (registry.RegistryError, MlflowException) as exc:
+        _fail(str(exc))
+    typer.echo(f"{name} rolled back: v{entry['version']} is now production")
+
+
+def history(
+    name: str = typer.Argument(..., help="Registered model name, e.g. credit-risk."),
+    as_json: bool = typer.Option(False, "--json", help="Print the history as JSON."),
+) -> None:
+    """Print the promotion history (oldest first)."""
+    _setup()
+    from mlflow.exceptions import MlflowException
+
+    from mlcycle import registry
+
+    try:
+        entries = registry.history(name)
+    except (registry.RegistryError, MlflowException) as exc:
+        _fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(entries, indent=2))
+        return
+    if not entries:
+        typer.echo(f"{name}: no promotions recorded")
+        return
+    rows = [("AT (UTC)", "VERSION", "TO", "BY", "REASON")]
+    rows += [
+        (
+            e.get("at", ""),
+            f"v{e.get('version', '?')}",
+            e.get("to", ""),
+            e.get("by", ""),
+            e.get("reason", ""),
+        )
+        for e in entries
+    ]
+    widths = [max(len(str(r[i])) for r in rows) for i in range(4)]
+    for row in rows:
+        cells = [str(c).ljust(w) for c, w in zip(row[:4], widths, strict=True)]
+        typer.echo("  ".join(cells + [str(row[4])]).rstrip())

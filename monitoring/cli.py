@@ -1,0 +1,167 @@
+"""Typer commands of the monitoring stage: `mlcycle drift` and `mlcycle simulate`.
+
+In: command-line options. Out: a drift check (reports, drift.prom, MLflow run; exit code 0 no
+drift, 1 drift, 2 could not judge), a drift schedule (`--every`), a synthetic CSV or simulated
+traffic. Heavy libraries are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+import typer
+
+log = logging.getLogger(__name__)
+
+
+def drift(
+    since: str | None = typer.Option(
+        None, "--since", help="Window: rows logged in this long before now (e.g. 15m, 1h, 2d)."
+    ),
+    from_: str | None = typer.Option(
+        None, "--from", help="Window start, ISO-8601 (UTC when no offset), e.g. 2026-11-30T03:00Z."
+    ),
+    to: str | None = typer.Option(None, "--to", help="Window end, ISO-8601 (default: now)."),
+    last: int | None = typer.Option(
+        None,
+        "--last",
+        help="Window: the last N logged rows (default when no window is given: "
+        "MLCYCLE_DRIFT_DEFAULT_LAST, 10000).",
+    ),
+    model_version: str | None = typer.Option(
+        None, "--model-version", help="Model version to judge (default: the production version)."
+    ),
+    model_name: str | None = typer.Option(
+        None,
+        "--model-name",
+        help="Registered model name (default: MLCYCLE_MODEL_NAME or credit-risk).",
+    ),
+    drift_share: float | None = typer.Option(
+        None,
+        "--drift-share",
+        min=0.0,
+        max=1.0,
+        help="Dataset drift when at least this share of input columns drift (default 0.25).",
+    ),
+    reports_dir: Path | None = typer.Option(
+        None,
+        "--reports-dir",
+        help="Reports folder (default: MLCYCLE_REPORTS_DIR or .mlcycle/reports).",
+    ),
+    every: str | None = typer.Option(
+        None,
+        "--every",
+        help="Run on this interval in the foreground until SIGTERM/Ctrl-C (e.g. 15m).",
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the JSON summary instead of one line."
+    ),
+) -> None:
+    """Compare the logged live inputs with the model's training reference (Evidently).
+
+    Exit code: 0 no drift, 1 drift, 2 could not judge (unknown model, empty or missing log,
+    too few rows).
+    """
+    from monitoring.settings import get_settings
+    from monitoring.windows import WindowError, make_window, parse_duration
+
+    try:
+        settings = get_settings()
+    except ValueError as exc:
+        _fail(f"bad monitoring setting: {exc}")
+    overrides = {"drift_share": drift_share, "reports_dir": reports_dir}
+    settings = dataclasses.replace(
+        settings, **{k: v for k, v in overrides.items() if v is not None}
+    )
+
+    def one() -> int:
+        window = make_window(since, from_, to, last, settings.default_last)
+        return _check_once(window, model_version, model_name, settings, as_json)
+
+    try:
+        make_window(since, from_, to, last, settings.default_last)
+        interval = parse_duration(every) if every else None
+    except WindowError as exc:
+        _fail(str(exc))
+    if interval is None:
+        raise typer.Exit(one())
+    from monitoring.schedule import run_every
+
+    log.info("drift check every %s (Ctrl-C or SIGTERM stops)", every)
+    raise typer.Exit(run_every(interval, one))
+
+
+def _check_once(window, model_version, model_name, settings, as_json: bool) -> int:
+    from monitoring.job import EXIT_CANNOT_JUDGE, check
+
+    try:
+        outcome = check(window, model_version, model_name, settings)
+    except Exception:  # internal trouble: logged with its traceback, reported as "cannot judge"
+        log.exception("drift check failed")
+        typer.echo("cannot judge drift: internal error (see the log above)", err=True)
+        return EXIT_CANNOT_JUDGE
+    if outcome.summary is None:
+        typer.echo(outcome.message, err=True)
+    elif as_json:
+        typer.echo(json.dumps(outcome.summary, indent=2))
+    else:
+        typer.echo(outcome.message)
+    return outcome.exit_code
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def simulate(
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="CSV file to write (without --traffic)."
+    ),
+    rows: int = typer.Option(20_000, "--rows", min=1, help="Rows in the CSV."),
+    seed: int = typer.Option(42, "--seed", help="Generator seed (same seed, same data)."),
+    drift: float = typer.Option(
+        0.0, "--drift", min=0.0, max=1.0, help="Drift knob: 0 training distribution .. 1 shifted."
+    ),
+    traffic: bool = typer.Option(
+        False, "--traffic", help="Send requests to a running server instead of writing a CSV."
+    ),
+    url: str = typer.Option("http://127.0.0.1:5001", "--url", help="Server base URL (--traffic)."),
+    rate: float = typer.Option(20.0, "--rate", min=0.01, help="Requests per second (--traffic)."),
+    duration: str = typer.Option(
+        "30s", "--duration", help="How long to send, e.g. 30s, 2m (--traffic)."
+    ),
+    batch: int = typer.Option(
+        10, "--batch", min=1, max=10_000, help="Rows per request (--traffic)."
+    ),
+    api_key: str | None = typer.Option(
+        None, "--api-key", envvar="MLCYCLE_API_KEY", help="Sent as X-API-Key (--traffic)."
+    ),
+    allow_remote: bool = typer.Option(
+        False, "--allow-remote", help="Allow a non-loopback --url (--traffic)."
+    ),
+) -> None:
+    """Write a synthetic credit-risk CSV, or send simulated (optionally drifted) traffic."""
+    from monitoring.simulate import SimulateError, send_traffic, write_csv
+    from monitoring.windows import WindowError, parse_duration
+
+    try:
+        if not traffic:
+            if output is None:
+                _fail("give --output/-o PATH.csv (or --traffic to send requests)")
+            path = write_csv(output, rows, seed, drift)
+            typer.echo(f"wrote {rows} rows (seed {seed}, drift {drift}) to {path}")
+            return
+        summary = send_traffic(
+            url, drift, rate, parse_duration(duration), batch, seed, api_key, allow_remote
+        )
+    except (SimulateError, WindowError, OSError) as exc:
+        _fail(str(exc))
+    typer.echo(summary.line())
+    for message in summary.errors:
+        typer.echo(f"  error: {message}", err=True)
+    if summary.ok == 0:
+        raise typer.Exit(1)

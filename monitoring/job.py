@@ -1,0 +1,212 @@
+"""One drift check end to end: registry -> reference + prediction log -> Evidently -> outputs.
+
+In: a `Window`, an optional model version (default: production) and the settings. Out: the
+report files, index, drift.prom and MLflow run (see `monitoring.reports`) and an `Outcome` whose
+exit code is 0 (no drift), 1 (dataset drift) or 2 (could not judge: unknown model or version,
+missing/empty log, too few rows, no reference sample).
+
+Bounded cost: at most `settings.sample_rows` rows of each side reach Evidently (uniform random
+samples; see docs/monitoring.md for why the verdict is preserved), and only the sampled rows'
+JSON is fetched from the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from monitoring.drift import DriftResult
+from monitoring.logreader import LogError, LogWindow, read_window
+from monitoring.reference import ModelRef, ModelRefError, coerce, load_reference, resolve_model
+from monitoring.settings import Settings, get_settings
+from monitoring.windows import Window, WindowError
+
+log = logging.getLogger(__name__)
+
+EXIT_NO_DRIFT, EXIT_DRIFT, EXIT_CANNOT_JUDGE = 0, 1, 2
+CannotJudge = (LogError, ModelRefError, WindowError)
+
+
+@dataclass
+class Outcome:
+    """The result of one check.
+
+    Attributes:
+        exit_code: 0 no drift, 1 drift, 2 could not judge.
+        message: one line for people.
+        summary: the JSON summary (None when the check could not judge).
+    """
+
+    exit_code: int
+    message: str
+    summary: dict | None = None
+
+
+def _report_id(ref: ModelRef, now: float) -> str:
+    stamp = datetime.fromtimestamp(now, timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    model = re.sub(r"[^A-Za-z0-9_.-]", "_", ref.name)
+    return f"{stamp}-{model}-v{ref.version}-{secrets.token_hex(2)}"
+
+
+def build_summary(
+    ref: ModelRef,
+    window: Window,
+    logged: LogWindow,
+    n_reference: int,
+    n_reference_total: int | None,
+    result: DriftResult,
+    settings: Settings,
+    started: float,
+) -> dict:
+    """The self-describing JSON summary of a check (what index.json and the web app list).
+
+    Returns:
+        The summary dict.
+    """
+    report_id = _report_id(ref, started)
+    columns = {c.column: c.as_dict() for c in result.columns}
+    for name, shares in result.missing.items():
+        if name in columns:
+            columns[name]["missing_share"] = shares
+    return {
+        "id": report_id,
+        "created_at": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
+        "timestamp": started,
+        "model_name": ref.name,
+        "model_version": ref.version,
+        "model_run_id": ref.run_id,
+        "window": {
+            **window.as_dict(),
+            "first_row_at": _iso(logged.first_ts),
+            "last_row_at": _iso(logged.last_ts),
+        },
+        "rows": {
+            "window": logged.n_window,
+            "current": int(len(logged.frame)),
+            "reference": n_reference,
+            "reference_total": n_reference_total,
+            "other_run": logged.n_other_run,
+        },
+        "sample_rows": settings.sample_rows,
+        "sampled": logged.n_window > len(logged.frame) or (n_reference_total or 0) > n_reference,
+        "verdict": "drift" if result.dataset_drift else "no_drift",
+        "dataset_drift": result.dataset_drift,
+        "drift_share": result.drift_share,
+        "drift_share_threshold": result.drift_share_threshold,
+        "n_columns": len(result.columns),
+        "drifted_columns": result.drifted_columns,
+        "columns": columns,
+        "prediction_drift": result.prediction.as_dict() if result.prediction else None,
+        "html": f"{report_id}.html",
+        "json": f"{report_id}.json",
+        "mlflow_run_id": None,
+        "exit_code": EXIT_DRIFT if result.dataset_drift else EXIT_NO_DRIFT,
+    }
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")
+
+
+def _publish(summary: dict, snapshot: Any, settings: Settings) -> None:
+    """Write the report files and drift.prom, and log the MLflow run (failures there only warn)."""
+    import mlflow
+
+    from monitoring import reports
+
+    run = None
+    if settings.log_to_mlflow:
+        try:
+            run = reports.start_mlflow_run(settings.experiment, summary)
+            summary["mlflow_run_id"] = run.info.run_id
+        except Exception:  # the verdict and the files matter more than the MLflow copy
+            log.warning("could not start an MLflow run for the drift check", exc_info=True)
+    try:
+        html_path, json_path = reports.write_report(settings.reports_dir, summary, snapshot)
+        runs = reports.update_index(settings.reports_dir, summary, settings.index_max)
+        reports.write_prom(settings.reports_dir, runs)
+        if run is not None:
+            try:
+                reports.log_to_mlflow(summary, html_path, json_path)
+            except Exception:
+                log.warning("could not log the drift check to MLflow", exc_info=True)
+    finally:
+        if run is not None:
+            mlflow.end_run()
+
+
+def check(
+    window: Window,
+    model_version: str | None = None,
+    model_name: str | None = None,
+    settings: Settings | None = None,
+) -> Outcome:
+    """Run one drift check.
+
+    Args:
+        window: which rows of the prediction log.
+        model_version: registry version (None: the production version).
+        model_name: registered model name (None: from the settings).
+        settings: monitoring settings (None: from the environment).
+
+    Returns:
+        The outcome; could-not-judge conditions return exit code 2 with a message, they do
+        not raise.
+    """
+    from mlcycle.config import configure_mlflow
+    from monitoring.drift import run_report
+
+    settings = settings or get_settings()
+    started = time.time()
+    configure_mlflow()
+    try:
+        ref = resolve_model(model_name or settings.model_name, model_version)
+        reference = load_reference(ref, settings.sample_rows, settings.seed)
+        logged = read_window(
+            settings.prediction_log_url,
+            ref.name,
+            ref.version,
+            ref.run_id,
+            window,
+            ref.columns,
+            settings.min_rows,
+            settings.sample_rows,
+            settings.seed,
+        )
+    except CannotJudge as exc:
+        return Outcome(EXIT_CANNOT_JUDGE, f"cannot judge drift: {exc}")
+    current = coerce(logged.frame, ref)
+    snapshot, result = run_report(current, reference, ref, settings)
+    summary = build_summary(
+        ref,
+        window,
+        logged,
+        len(reference),
+        reference.attrs.get("n_total"),
+        result,
+        settings,
+        started,
+    )
+    _publish(summary, snapshot, settings)
+    summary["duration_s"] = round(time.time() - started, 3)
+    return Outcome(summary["exit_code"], describe(summary, settings), summary)
+
+
+def describe(summary: dict, settings: Settings) -> str:
+    """One line for people, e.g. `drift: 4/13 columns drifted (share 0.31 >= 0.25): age, ...`."""
+    n_drift, n_cols = len(summary["drifted_columns"]), summary["n_columns"]
+    op = ">=" if summary["dataset_drift"] else "<"
+    head = "DRIFT" if summary["dataset_drift"] else "no drift"
+    names = ", ".join(summary["drifted_columns"]) or "none"
+    report = settings.reports_dir / summary["html"]
+    return (
+        f"{head}: {summary['model_name']} v{summary['model_version']}, "
+        f"{summary['window']['description']} ({summary['rows']['window']} rows): "
+        f"{n_drift}/{n_cols} columns drifted (share {summary['drift_share']:.2f} {op} "
+        f"{summary['drift_share_threshold']:.2f}): {names}; report: {report}"
+    )

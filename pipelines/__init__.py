@@ -1,0 +1,1 @@
+"""pipelines package (placeholder docstring; the owner rewrites it)."""

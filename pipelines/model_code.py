@@ -1,0 +1,245 @@
+"""The registered model: preprocessing + a dense network as a numpy forward pass.
+
+This file is logged with the model ("models from code") and runs wherever the model is loaded,
+so it imports only numpy, pandas and mlflow: never `pipelines` or TensorFlow.
+
+In: artifacts `preprocess` (preprocess.json, the fitted preprocessing spec) and `weights`
+(weights.npz with `W0, b0, W1, b1, ...`); at predict time a DataFrame of raw named columns, or
+(fast path) a dict of numpy arrays. Out: a 1-D float64 array, the probability of the positive
+class per row. Bad input raises `InputError` naming the column.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+
+class InputError(ValueError):
+    """The input cannot be scored: a missing column, a non-numeric value, an unknown category.
+
+    Attributes:
+        column: the offending column, or None when the input as a whole is unusable.
+    """
+
+    def __init__(self, column: str | None, message: str):
+        self.column = column
+        super().__init__(f"column {column!r}: {message}" if column is not None else message)
+
+
+def _is_missing(value: Any) -> bool:
+    """True for None, NaN and pandas' NA/NaT."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    return isinstance(value, float) and value != value
+
+
+class TabularNetModel(mlflow.pyfunc.PythonModel):
+    """Impute, scale and one-hot the raw columns, then run the dense network.
+
+    Everything that does not depend on the input (index arrays, category lookups, float64
+    weights) is prepared once in `load_context`/`setup`, so one row costs a few microseconds.
+    """
+
+    spec: dict
+
+    def load_context(self, context: Any) -> None:
+        """Read `preprocess.json` and `weights.npz` from the model's artifacts."""
+        with open(context.artifacts["preprocess"], encoding="utf-8") as f:
+            spec = json.load(f)
+        with np.load(context.artifacts["weights"]) as npz:
+            n_layers = len([k for k in npz.files if k.startswith("W")])
+            layers = [(npz[f"W{i}"], npz[f"b{i}"]) for i in range(n_layers)]
+        self.setup(spec, layers)
+
+    def setup(self, spec: dict, layers: list[tuple[np.ndarray, np.ndarray]]) -> TabularNetModel:
+        """Prepare the forward pass from a spec and the network's (weights, bias) pairs.
+
+        Args:
+            spec: the preprocessing spec (the content of preprocess.json).
+            layers: (W, b) per dense layer; ReLU between layers, sigmoid on the last one.
+
+        Returns:
+            self, ready to predict.
+        """
+        self.spec = spec
+        position = {name: i for i, name in enumerate(spec["feature_order"])}
+        self._n_features = len(position)
+        numeric = spec["numeric"]
+        self._num_names = [c["name"] for c in numeric]
+        self._num_pos = np.array([position[n] for n in self._num_names], dtype=np.intp)
+        self._num_median = np.array([c["median"] for c in numeric], dtype=np.float64)
+        self._num_mean = np.array([c["mean"] for c in numeric], dtype=np.float64)
+        std = np.array([c["std"] for c in numeric], dtype=np.float64)
+        self._num_std = np.where(std > 0, std, 1.0)
+        self._num_allow_missing = [bool(c.get("allow_missing", True)) for c in numeric]
+        self._categorical = [
+            (
+                c["name"],
+                {str(cat): position[f"{c['name']}={cat}"] for cat in c["categories"]},
+                bool(c.get("allow_missing", True)),
+            )
+            for c in spec["categorical"]
+        ]
+        self._layers = [
+            (np.asarray(w, dtype=np.float64), np.asarray(b, dtype=np.float64).ravel())
+            for w, b in layers
+        ]
+        return self
+
+    @property
+    def input_columns(self) -> list[str]:
+        """The raw input columns the model needs, numeric first."""
+        return self._num_names + [name for name, _, _ in self._categorical]
+
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict | None = None
+    ) -> np.ndarray:
+        """Score a DataFrame (or a dict / list of records) of raw named columns.
+
+        Args:
+            context: MLflow's context (unused; artifacts were read in `load_context`).
+            model_input: raw input rows; extra columns are ignored.
+            params: unused.
+
+        Returns:
+            The probability of the positive class per row (1-D float64).
+
+        Raises:
+            InputError: for a missing column, a non-numeric value or an unknown category.
+        """
+        df = model_input
+        if not isinstance(df, pd.DataFrame):
+            try:
+                df = pd.DataFrame(df)
+            except (TypeError, ValueError) as exc:
+                raise InputError(None, f"input is not a table of named columns: {exc}") from exc
+        columns: dict[str, np.ndarray] = {}
+        for name in self._num_names:
+            columns[name] = _numeric_column(df, name)
+        for name, _, _ in self._categorical:
+            if name not in df.columns:
+                raise InputError(name, "missing column")
+            columns[name] = df[name].to_numpy(dtype=object)
+        return self.predict_columns(columns, n_rows=len(df))
+
+    def predict_columns(
+        self, columns: dict[str, np.ndarray], n_rows: int | None = None
+    ) -> np.ndarray:
+        """Fast path: score columns given as numpy arrays (no pandas, no schema enforcement).
+
+        Args:
+            columns: numeric columns as float64 arrays (NaN = missing), categorical columns as
+                object arrays of str (None/NaN = missing). Extra keys are ignored.
+            n_rows: row count, needed only when the model has no input column at all.
+
+        Returns:
+            The probability of the positive class per row (1-D float64).
+
+        Raises:
+            InputError: for a missing column, a non-numeric value or an unknown category.
+        """
+        return self._forward(self.features(columns, n_rows))
+
+    def features(self, columns: dict[str, np.ndarray], n_rows: int | None = None) -> np.ndarray:
+        """The network's input matrix (imputed, scaled, one-hot), in `spec["feature_order"]`.
+
+        Args:
+            columns: as for `predict_columns`.
+            n_rows: as for `predict_columns`.
+
+        Returns:
+            A float64 array of shape (rows, features).
+
+        Raises:
+            InputError: for a missing column, a non-numeric value or an unknown category.
+        """
+        x = np.zeros((self._row_count(columns, n_rows), self._n_features), dtype=np.float64)
+        if self._num_names:
+            x[:, self._num_pos] = self._numeric_block(columns, x.shape[0])
+        for name, lookup, allow_missing in self._categorical:
+            values = _get(columns, name)
+            codes = _category_codes(name, values, lookup, allow_missing)
+            hit = codes >= 0
+            x[np.nonzero(hit)[0], codes[hit]] = 1.0
+        return x
+
+    def _row_count(self, columns: dict[str, np.ndarray], n_rows: int | None) -> int:
+        names = self.input_columns
+        if names:
+            return len(np.atleast_1d(_get(columns, names[0])))
+        return int(n_rows or 0)
+
+    def _numeric_block(self, columns: dict[str, np.ndarray], n: int) -> np.ndarray:
+        block = np.empty((n, len(self._num_names)), dtype=np.float64)
+        for j, name in enumerate(self._num_names):
+            try:
+                block[:, j] = np.asarray(_get(columns, name), dtype=np.float64)
+            except (TypeError, ValueError) as exc:
+                raise InputError(name, f"expected numbers: {exc}") from exc
+        missing = np.isnan(block)
+        if missing.any():
+            for j in np.nonzero(missing.any(axis=0))[0]:
+                if not self._num_allow_missing[j]:
+                    raise InputError(self._num_names[j], "missing value")
+            block = np.where(missing, self._num_median, block)
+        return (block - self._num_mean) / self._num_std
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        h = x
+        for w, b in self._layers[:-1]:
+            h = np.maximum(h @ w + b, 0.0)
+        w, b = self._layers[-1]
+        z = np.clip((h @ w + b).reshape(-1), -500.0, 500.0)
+        return 1.0 / (1.0 + np.exp(-z))
+
+
+def _get(columns: dict[str, np.ndarray], name: str) -> np.ndarray:
+    try:
+        return columns[name]
+    except KeyError:
+        raise InputError(name, "missing column") from None
+
+
+def _numeric_column(df: pd.DataFrame, name: str) -> np.ndarray:
+    """A DataFrame column as float64, refusing values that are not numbers."""
+    if name not in df.columns:
+        raise InputError(name, "missing column")
+    series = df[name]
+    if pd.api.types.is_bool_dtype(series.dtype) or pd.api.types.is_numeric_dtype(series.dtype):
+        return series.to_numpy(dtype=np.float64, na_value=np.nan)
+    converted = pd.to_numeric(series, errors="coerce")
+    bad = converted.isna() & series.notna()
+    if bad.any():
+        raise InputError(name, f"non-numeric value {series[bad].iloc[0]!r}")
+    return converted.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _category_codes(
+    name: str, values: np.ndarray, lookup: dict[str, int], allow_missing: bool
+) -> np.ndarray:
+    """Feature index per value (-1 for missing); unknown categories raise InputError."""
+    values = np.atleast_1d(values)
+    try:
+        codes = np.fromiter((lookup.get(v, -1) for v in values), dtype=np.intp, count=len(values))
+    except TypeError as exc:  # unhashable values such as lists
+        raise InputError(name, f"expected text values: {exc}") from exc
+    for i in np.nonzero(codes < 0)[0]:
+        value = values[i]
+        if _is_missing(value):
+            if not allow_missing:
+                raise InputError(name, "missing value")
+            continue
+        code = lookup.get(str(value), -1)
+        if code < 0:
+            known = ", ".join(sorted(lookup))
+            raise InputError(name, f"unknown category {value!r}; expected one of: {known}")
+        codes[i] = code
+    return codes
+
+
+mlflow.models.set_model(TabularNetModel())

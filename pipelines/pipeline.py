@@ -1,0 +1,236 @@
+"""The whole training pipeline: data → preprocess → train → baseline → evaluate → log → register.
+
+In: a `TrainConfig`. Out: one MLflow run (params, per-epoch and final metrics, the reference
+sample `reference/reference.parquet`, the pyfunc model `model` and the sklearn model `baseline`)
+and, unless disabled, a registered model version that went through the gate.
+
+Inside `mlflow run` the run already exists (`MLFLOW_RUN_ID`) and `mlflow.start_run()` resumes
+it; standalone, a new run is created in the configured experiment.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipelines import baseline as baseline_step
+from pipelines import data as data_step
+from pipelines import evaluate, model_code, preprocess
+from pipelines import train as train_step
+from pipelines.settings import TrainConfig
+
+log = logging.getLogger(__name__)
+
+REFERENCE_ROWS = 50_000
+REFERENCE_PATH = "reference/reference.parquet"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What one pipeline run produced."""
+
+    run_id: str
+    model_uri: str
+    metrics: dict
+    version: str | None = None
+    promoted: bool = False
+    reason: str = ""
+
+
+def load_data(cfg: TrainConfig) -> pd.DataFrame:
+    """The synthetic table, or the user's CSV when `cfg.data` is set.
+
+    Raises:
+        DataError: for an unusable CSV or a target that the synthetic data lacks.
+    """
+    if cfg.data:
+        return data_step.load_table(cfg.data, cfg.target)
+    if cfg.target != data_step.TARGET:
+        raise data_step.DataError(
+            f"the synthetic data's target is {data_step.TARGET!r}; --target applies to --data CSVs"
+        )
+    df = data_step.generate(cfg.rows, seed=cfg.seed)
+    df.attrs["positive_label"] = 1
+    return df
+
+
+def _signature(spec: dict):
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    inputs = [ColSpec(c["dtype"], c["name"]) for c in spec["numeric"]]
+    inputs += [ColSpec("string", c["name"]) for c in spec["categorical"]]
+    return ModelSignature(inputs=Schema(inputs), outputs=Schema([ColSpec("double")]))
+
+
+def _requirements(*packages: str) -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{p}=={version(p)}" for p in packages]
+
+
+def _log_network(spec: dict, layers: list, example: pd.DataFrame, tmp: Path):
+    """Log the pyfunc model (models-from-code) with its two artifacts."""
+    import mlflow
+
+    (tmp / "preprocess.json").write_text(json.dumps(spec, indent=1), encoding="utf-8")
+    arrays = {}
+    for i, (w, b) in enumerate(layers):
+        arrays[f"W{i}"], arrays[f"b{i}"] = w, b
+    np.savez(tmp / "weights.npz", **arrays)
+    return mlflow.pyfunc.log_model(
+        name="model",
+        python_model=str(Path(model_code.__file__).resolve()),
+        artifacts={"preprocess": str(tmp / "preprocess.json"), "weights": str(tmp / "weights.npz")},
+        signature=_signature(spec),
+        input_example=example,
+        pip_requirements=_requirements("mlflow", "numpy", "pandas"),
+    )
+
+
+def _log_baseline(model, spec: dict, example: pd.DataFrame):
+    import mlflow
+
+    return mlflow.sklearn.log_model(
+        model,
+        name="baseline",
+        signature=_signature(spec),
+        input_example=example,
+        pip_requirements=_requirements("mlflow", "scikit-learn", "skops", "numpy", "pandas"),
+        # skops refuses unlisted types at load; the imputers store their numpy dtype.
+        skops_trusted_types=["numpy.dtype"],
+    )
+
+
+def _log_reference(train: pd.DataFrame, columns: list[str], target: str, net, seed: int, tmp: Path):
+    import mlflow
+
+    sample = train.sample(n=min(len(train), REFERENCE_ROWS), random_state=seed)
+    reference = sample[columns + [target]].reset_index(drop=True)
+    reference["prediction"] = net.predict(None, reference)
+    path = tmp / "reference.parquet"
+    reference.to_parquet(path, index=False)
+    mlflow.log_artifact(str(path), artifact_path="reference")
+
+
+def _log_params(run_id: str, params: dict) -> None:
+    """Log params, skipping those `mlflow run` already logged (MLflow refuses to change them)."""
+    import mlflow
+
+    logged = mlflow.MlflowClient().get_run(run_id).data.params
+    mlflow.log_params({k: v for k, v in params.items() if k not in logged})
+
+
+def _fit_and_log(cfg: TrainConfig, run_id: str) -> TrainResult:
+    import mlflow
+
+    df = load_data(cfg)
+    roles = data_step.column_roles(df, cfg.target)
+    splits = preprocess.split(df, cfg.target, cfg.seed)
+    spec = preprocess.fit_spec(splits.train, roles, df.attrs.get("positive_label", 1))
+    columns = preprocess.input_columns(spec)
+    numeric = [c["name"] for c in spec["numeric"]]
+    categorical = [c["name"] for c in spec["categorical"]]
+    _log_params(run_id, cfg.params() | {"n_rows": len(df), "n_features": len(spec["feature_order"])})
+    log.info(
+        "training on %d rows, %d inputs -> %d features",
+        len(df),
+        len(columns),
+        len(spec["feature_order"]),
+    )
+
+    x = {
+        name: preprocess.transform(spec, getattr(splits, name)) for name in ("train", "val", "test")
+    }
+    y = {name: getattr(splits, name)[cfg.target].to_numpy() for name in ("train", "val", "test")}
+    layers = train_step.fit_network(
+        x["train"],
+        y["train"],
+        x["val"],
+        y["val"],
+        cfg.hidden,
+        cfg.epochs,
+        cfg.batch_size,
+        cfg.learning_rate,
+        cfg.seed,
+    )
+    net = model_code.TabularNetModel().setup(spec, layers)
+    base = baseline_step.fit_baseline(
+        splits.train, numeric, categorical, cfg.target, cfg.baseline, cfg.seed
+    )
+    metrics = {}
+    for part in ("val", "test"):
+        rows = getattr(splits, part)
+        metrics |= evaluate.metrics(y[part], net.predict(None, rows), f"{part}_")
+        proba = baseline_step.predict_baseline(base, rows, numeric, categorical)
+        metrics |= evaluate.metrics(y[part], proba, f"baseline_{part}_")
+    mlflow.log_metrics(metrics)
+    log.info(
+        "val AUC %.4f (baseline %.4f), test AUC %.4f",
+        metrics["val_auc"],
+        metrics["baseline_val_auc"],
+        metrics["test_auc"],
+    )
+
+    example = splits.train[columns].head(5)
+    with tempfile.TemporaryDirectory() as tmp:
+        _log_reference(splits.train, columns, cfg.target, net, cfg.seed, Path(tmp))
+        info = _log_network(spec, layers, example, Path(tmp))
+    _log_baseline(base, spec, example)
+    return TrainResult(run_id=run_id, model_uri=info.model_uri, metrics=metrics)
+
+
+def run(cfg: TrainConfig) -> TrainResult:
+    """Run the pipeline in the active/resumed MLflow run, or a new one.
+
+    Args:
+        cfg: the run's options.
+
+    Returns:
+        The run id, model URI, metrics and the gate's decision.
+
+    Raises:
+        DataError: for unusable input data.
+    """
+    import mlflow
+
+    from pipelines.register import register
+
+    if not os.environ.get("MLFLOW_RUN_ID") and mlflow.active_run() is None:
+        from mlcycle.config import configure_mlflow
+
+        configure_mlflow()
+        mlflow.set_experiment(cfg.experiment)
+    with mlflow.start_run() as active:
+        run_id = active.info.run_id
+        result = _fit_and_log(cfg, run_id)
+        if not cfg.register:
+            return result
+        decision = register(
+            mlflow.MlflowClient(),
+            result.model_uri,
+            cfg.model_name,
+            run_id,
+            result.metrics["val_auc"],
+            result.metrics["test_auc"],
+            f"runs:/{run_id}/{REFERENCE_PATH}",
+            cfg.promote_margin,
+        )
+        mlflow.set_tags(
+            {"mlcycle.model_version": decision.version, "mlcycle.gate": decision.reason}
+        )
+    return TrainResult(
+        run_id,
+        result.model_uri,
+        result.metrics,
+        decision.version,
+        decision.promoted,
+        decision.reason,
+    )

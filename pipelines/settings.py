@@ -1,0 +1,96 @@
+"""Settings of the training pipeline, from environment variables and command-line options.
+
+In: `MLCYCLE_MODEL_NAME` (registered model name, default `credit-risk`) and
+`MLCYCLE_EXPERIMENT` (MLflow experiment for standalone runs, default `credit-risk`).
+Out: `Settings` (environment defaults) and `TrainConfig` (one training run's options).
+Nothing is read at import: call `get_settings()`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+DEFAULT_MODEL_NAME = "credit-risk"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Environment defaults of the pipeline."""
+
+    model_name: str = DEFAULT_MODEL_NAME
+    experiment: str = DEFAULT_MODEL_NAME
+
+
+def get_settings() -> Settings:
+    """Build the settings from the environment (read on every call, never at import)."""
+    return Settings(
+        model_name=os.environ.get("MLCYCLE_MODEL_NAME") or DEFAULT_MODEL_NAME,
+        experiment=os.environ.get("MLCYCLE_EXPERIMENT") or DEFAULT_MODEL_NAME,
+    )
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Options of one training run (see `mlcycle train --help` for each).
+
+    Attributes:
+        data: CSV path; empty for the bundled synthetic data.
+        target: binary target column.
+        rows: synthetic rows to generate (ignored for a CSV).
+        epochs: training epochs of the network.
+        hidden: hidden layer sizes, e.g. (64,) or (64, 32).
+        batch_size: minibatch size.
+        learning_rate: Adam learning rate.
+        seed: seed of data generation, split and training.
+        model_name: registered model name.
+        promote_margin: the challenger's validation AUC must exceed production's by more.
+        baseline: scikit-learn baseline, "logreg" or "gbm".
+        experiment: MLflow experiment for standalone runs.
+        register: register and gate the model (False: only log the run).
+    """
+
+    data: str = ""
+    target: str = "default"
+    rows: int = 20_000
+    epochs: int = 20
+    hidden: tuple[int, ...] = (64,)
+    batch_size: int = 128
+    learning_rate: float = 3e-3
+    seed: int = 42
+    model_name: str = DEFAULT_MODEL_NAME
+    promote_margin: float = 0.0
+    baseline: str = "logreg"
+    experiment: str = DEFAULT_MODEL_NAME
+    register: bool = True
+
+    def params(self) -> dict[str, object]:
+        """The options as MLflow params."""
+        return {
+            "data_source": self.data or "synthetic",
+            "target": self.target,
+            "rows": self.rows,
+            "epochs": self.epochs,
+            "hidden": ",".join(map(str, self.hidden)),
+            "batch_size": self.batch_size,
+            "learning_rate": self.learning_rate,
+            "seed": self.seed,
+            "model_name": self.model_name,
+            "promote_margin": self.promote_margin,
+            "baseline": self.baseline,
+        }
+
+
+def parse_hidden(text: str) -> tuple[int, ...]:
+    """Parse "64" or "64,32" into layer sizes.
+
+    Raises:
+        ValueError: for anything but a comma list of positive integers.
+    """
+    try:
+        sizes = tuple(int(part) for part in str(text).split(",") if part.strip())
+    except ValueError:
+        raise ValueError(f"--hidden must be a comma list of integers, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise ValueError(f"--hidden must be a comma list of positive integers, got {text!r}")
+    return sizes

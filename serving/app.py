@@ -1,0 +1,573 @@
+"""The Flask app: MLflow scoring protocol, `/predict`, Open Inference Protocol v2, ops routes.
+
+In: HTTP requests; the served `ModelService` (from the watcher, or passed in by tests).
+Out: JSON responses naming the model version (header `X-Model-Version`), one prediction-log
+row per scored row (committed before the response), Prometheus metrics.
+`create_app()` builds everything lazily: no model loading, DB connection or tracking URI at
+import. The serving state lives in `app.extensions["mlcycle"]` (a `Serving`), so a web
+blueprint (`serving.web.blueprint`, registered when that module exists) can reach it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import importlib.util
+import logging
+import os
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import orjson
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
+
+from serving import protocols
+from serving.errors import RequestError
+from serving.metrics import get_metrics, render
+from serving.model import ModelService
+from serving.predlog import PredictionLog, build_rows, open_store
+from serving.settings import Settings, get_settings
+from serving.watcher import ModelWatcher, ServingState, mlflow_loader, registry_resolver
+
+log = logging.getLogger(__name__)
+JSON = "application/json"
+_DRAIN_LIMIT = 1 << 30
+
+
+class Serving:
+    """Per-worker serving state: settings, current model, watcher, prediction log, metrics."""
+
+    def __init__(self, settings: Settings, model_service: ModelService | None = None) -> None:
+        self.settings = settings
+        self.state = ServingState()
+        self.metrics = get_metrics()
+        self.metrics.model_ready.set(0)
+        self.watcher: ModelWatcher | None = None
+        self.predlog: PredictionLog | None = None
+        self._run_dir = os.environ.get("MLCYCLE_RUN_DIR")
+        self._expected_workers = int(os.environ.get("MLCYCLE_EXPECTED_WORKERS", "1"))
+        if settings.log_predictions:
+            url = settings.prediction_log_url
+            self.predlog = PredictionLog(
+                lambda: open_store(url),
+                settings.log_flush_rows,
+                on_commit=self.metrics.log_rows.inc,
+                on_failure=self.metrics.log_failures.inc,
+            )
+        if model_service is not None:
+            self.on_swap(model_service, None)
+            self.state.swap(model_service)
+        elif settings.start_watcher:
+            self.watcher = ModelWatcher(
+                self.state,
+                settings,
+                _lazy(mlflow_loader, settings),
+                _lazy(registry_resolver, settings),
+                self.on_swap,
+                self._on_load_failure,
+            ).start()
+
+    def on_swap(self, new: ModelService, old: ModelService | None) -> None:
+        """Metrics and the shared readiness marker after a model swap."""
+        prev = (old.name, old.version, old.run_id) if old else None
+        self.metrics.set_model(new.name, new.version, new.run_id, prev)
+        if self._run_dir:
+            marker = Path(self._run_dir) / "ready" / str(os.getpid())
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text(new.version)
+
+    def _on_load_failure(self, version: str) -> None:
+        self.metrics.load_failures.labels(version).inc()
+
+    def all_workers_ready(self) -> bool:
+        """True when this worker and (under the launcher) every sibling worker has a model."""
+        if self.state.service is None:
+            return False
+        if not self._run_dir or self._expected_workers <= 1:
+            return True
+        alive = 0
+        for marker in (Path(self._run_dir) / "ready").glob("*"):
+            try:
+                os.kill(int(marker.name), 0)
+                alive += 1
+            except (ValueError, ProcessLookupError):
+                continue
+            except PermissionError:
+                alive += 1
+        return alive >= self._expected_workers
+
+    def current(self) -> ModelService:
+        """The model to score with; waits for the first load, then 503."""
+        svc = self.state.service
+        if svc is None:
+            self.state.ready.wait(30.0)
+            svc = self.state.service
+            if svc is None:
+                raise RequestError("no model loaded yet", status=503)
+        return svc
+
+    def close(self) -> None:
+        """Stop the watcher and flush the prediction log."""
+        if self.watcher:
+            self.watcher.stop()
+        if self.predlog:
+            self.predlog.close()
+
+
+def _lazy(factory, settings):
+    """Defer building the loader/resolver (imports mlflow) to the watcher thread."""
+    built = {}
+
+    def call(arg):
+        if "fn" not in built:
+            built["fn"] = factory(settings)
+        return built["fn"](arg)
+
+    return call
+
+
+def _json(payload, status: int = 200, headers: dict | None = None) -> Response:
+    return Response(
+        orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY),
+        status,
+        headers=headers,
+        mimetype=JSON,
+    )
+
+
+def _error(exc: RequestError, headers: dict | None = None) -> Response:
+    return _json(exc.to_dict(), exc.status, headers)
+
+
+def create_app(
+    settings: Settings | None = None, model_service: ModelService | None = None
+) -> Flask:
+    """Build the serving app.
+
+    Args:
+        settings: serving settings (default: `get_settings()` from the environment).
+        model_service: a model to serve as-is (tests); without it a watcher thread follows
+            the registry.
+
+    Returns:
+        The Flask app; its serving state is `app.extensions["mlcycle"]`.
+    """
+    settings = settings or get_settings()
+    app = Flask(__name__)
+    app.json.sort_keys = False
+    serving = Serving(settings, model_service)
+    app.extensions["mlcycle"] = serving
+    predictor = Predictor(serving)
+    _register_prediction_routes(app, predictor)
+    _register_ops_routes(app, serving)
+    _register_error_handlers(app)
+    if importlib.util.find_spec("serving.web") is not None:
+        try:
+            from serving.web import blueprint
+
+            app.register_blueprint(blueprint)
+        except Exception:  # the API must come up even if the optional web UI is broken
+            log.exception("could not register the web blueprint (serving.web)")
+    if settings.fast_path:
+        app.wsgi_app = FastPath(app.wsgi_app, predictor)
+    return app
+
+
+def _auth(settings: Settings, req: _Req) -> None:
+    keys = settings.api_keys
+    if not keys:
+        return
+    given = req.header("X-API-Key")
+    if given is None:
+        header = req.header("Authorization") or ""
+        given = header[7:].strip() if header[:7].lower() == "bearer " else None
+    if not given:
+        raise RequestError("missing API key: send header X-API-Key", status=401)
+    if not any(hmac.compare_digest(given.encode(), k.encode()) for k in keys):
+        raise RequestError("invalid API key", status=403)
+
+
+class _Req:
+    """The parts of a request the prediction core needs, from Flask or from raw WSGI."""
+
+    __slots__ = ("environ",)
+
+    def __init__(self, environ: dict) -> None:
+        self.environ = environ
+
+    def header(self, name: str) -> str | None:
+        return self.environ.get("HTTP_" + name.upper().replace("-", "_"))
+
+    @property
+    def content_type(self) -> str | None:
+        return self.environ.get("CONTENT_TYPE")
+
+    def body(self, limit: int) -> bytes:
+        raw = self.environ.get("CONTENT_LENGTH")
+        stream = self.environ["wsgi.input"]
+        try:
+            length = int(raw) if raw else None
+        except ValueError:
+            raise RequestError("invalid Content-Length header") from None
+        if length is not None and length > limit:
+            _drain(stream, length)
+            raise RequestError(
+                f"body of {length} bytes exceeds the limit of {limit} bytes", status=413
+            )
+        body = stream.read(limit + 1 if length is None else length)
+        if len(body) > limit:
+            raise RequestError(f"body exceeds the limit of {limit} bytes", status=413)
+        return body
+
+
+def _drain(stream, length: int) -> None:
+    """Read and drop an oversized body so the client sees the 413, not a reset connection."""
+    left = min(length, _DRAIN_LIMIT)
+    while left > 0:
+        chunk = stream.read(min(left, 1 << 20))
+        if not chunk:
+            break
+        left -= len(chunk)
+
+
+class Predictor:
+    """The prediction routes' core, shared by the Flask views and the raw-WSGI fast path."""
+
+    def __init__(self, serving: Serving) -> None:
+        self.serving = serving
+        self.settings = serving.settings
+        self.metrics = serving.metrics
+        self.threshold = serving.settings.threshold
+
+    def handle(
+        self, req: _Req, route: str, kind: str, version: str | None = None
+    ) -> tuple[int, dict, bytes]:
+        """Authorise, read, parse, validate, score, log and answer one request.
+
+        Returns:
+            (status, headers, JSON body).
+        """
+        started = time.perf_counter()
+        serving = self.serving
+        rid = req.header("X-Request-ID") or uuid.uuid4().hex
+        svc = serving.state.service
+        headers = {"X-Request-ID": rid}
+        try:
+            _auth(self.settings, req)
+            body = req.body(self.settings.max_body_bytes)
+            svc = serving.current()
+            headers["X-Model-Version"] = svc.version
+            headers["X-Model-Name"] = svc.name
+            if version is not None and version != svc.version:
+                raise RequestError(
+                    f"version {version} is not loaded (serving {svc.version})",
+                    status=404,
+                    field="version",
+                )
+            payload = self._score(req, rid, svc, body, route, kind)
+            status, out = 200, orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+        except RequestError as exc:
+            status, out = exc.status, orjson.dumps(exc.to_dict())
+        except Exception:
+            log.exception("request %s on %s failed", rid, route)
+            status, out = (
+                500,
+                orjson.dumps(
+                    {"error_code": "INTERNAL_ERROR", "message": "internal error", "request_id": rid}
+                ),
+            )
+        self.metrics.observe_request(
+            route, "POST", status, svc.version if svc else "none", time.perf_counter() - started
+        )
+        return status, headers, out
+
+    def _score(
+        self, req: _Req, rid: str, svc: ModelService, body: bytes, route: str, kind: str
+    ) -> dict:
+        try:
+            if kind == "invocations":
+                columns, n = protocols.parse_invocations(body, req.content_type, svc.schema)
+                extra = None
+            elif kind == "predict":
+                columns, n, extra = protocols.parse_predict(body, req.content_type, svc.schema)
+            else:
+                columns, n, extra = protocols.parse_v2(body, req.content_type, svc.schema)
+            arrays = svc.schema.validate(columns, n)
+        except RequestError:
+            raise
+        except Exception as exc:  # unexpected parsing trouble is still the input's fault
+            log.warning("unparseable request %s on %s: %r", rid, route, exc)
+            raise RequestError(f"could not read the request: {type(exc).__name__}") from None
+        preds = svc.score(arrays, columns, n)
+        predlog = self.serving.predlog
+        if predlog is not None:
+            ticket = predlog.log(
+                build_rows(rid, svc.name, svc.version, svc.run_id, svc.schema.names, arrays, preds)
+            )
+            self.metrics.queue_depth.set(predlog.depth())
+            if not ticket.wait():
+                raise RequestError("prediction log unavailable; nothing was recorded", status=503)
+        self.metrics.observe_scores(svc.version, preds)
+        if kind == "invocations":
+            return {"predictions": preds}
+        if kind == "predict":
+            return self._predict_body(svc, preds, extra)
+        return {
+            "model_name": svc.name,
+            "model_version": svc.version,
+            "id": extra or rid,
+            "outputs": [
+                {"name": "probability", "datatype": "FP64", "shape": [len(preds)], "data": preds}
+            ],
+        }
+
+    def _predict_body(self, svc: ModelService, preds: np.ndarray, single: bool) -> dict:
+        threshold = self.threshold
+        decisions = (preds >= threshold).astype(np.int8)
+        common = {"threshold": threshold, "model_name": svc.name, "model_version": svc.version}
+        if single:
+            return {"probability": float(preds[0]), "decision": int(decisions[0]), **common}
+        return {
+            "predictions": [
+                {"probability": p, "decision": d}
+                for p, d in zip(preds.tolist(), decisions.tolist(), strict=True)
+            ],
+            **common,
+        }
+
+    def route(self, method: str, path: str) -> tuple[str, str, str | None] | None:
+        """(metrics route, kind, version) for a prediction path, else None."""
+        if method != "POST":
+            return None
+        if path == "/invocations":
+            return "/invocations", "invocations", None
+        if path == "/predict":
+            return "/predict", "predict", None
+        if path.startswith("/v2/models/") and path.endswith("/infer"):
+            parts = path.split("/")
+            if len(parts) == 5 and parts[3] == self.settings.model_name:
+                return "/v2/infer", "v2", None
+            if len(parts) == 7 and parts[3] == self.settings.model_name and parts[4] == "versions":
+                return "/v2/infer", "v2", parts[5]
+        return None
+
+
+_REASONS = {
+    200: "200 OK",
+    400: "400 Bad Request",
+    401: "401 Unauthorized",
+    403: "403 Forbidden",
+    404: "404 Not Found",
+    413: "413 Content Too Large",
+    415: "415 Unsupported Media Type",
+    500: "500 Internal Server Error",
+    503: "503 Service Unavailable",
+}
+
+
+class FastPath:
+    """WSGI middleware answering the prediction routes without Flask's per-request machinery.
+
+    Same core (`Predictor.handle`) and same responses as the Flask views; every other path
+    goes to Flask. Measured in docs/serving.md; off with `MLCYCLE_FAST_PATH=false`.
+    """
+
+    def __init__(self, flask_wsgi, predictor: Predictor) -> None:
+        self._next = flask_wsgi
+        self._predictor = predictor
+
+    def __call__(self, environ, start_response):
+        match = self._predictor.route(environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""))
+        if match is None:
+            return self._next(environ, start_response)
+        status, headers, body = self._predictor.handle(_Req(environ), *match)
+        start_response(
+            _REASONS.get(status, f"{status} Error"),
+            [("Content-Type", JSON), ("Content-Length", str(len(body))), *headers.items()],
+        )
+        return [body]
+
+
+def _register_prediction_routes(app: Flask, predictor: Predictor) -> None:
+    def respond(route: str, kind: str, version: str | None = None) -> Response:
+        status, headers, body = predictor.handle(_Req(request.environ), route, kind, version)
+        return Response(body, status, headers=headers, mimetype=JSON)
+
+    @app.post("/invocations")
+    def invocations():
+        return respond("/invocations", "invocations")
+
+    @app.post("/predict")
+    def predict():
+        return respond("/predict", "predict")
+
+    @app.post("/v2/models/<name>/infer")
+    def v2_infer(name: str):
+        if name != predictor.settings.model_name:
+            return _error(RequestError(f"unknown model '{name}'", 404, "name"))
+        return respond("/v2/infer", "v2")
+
+    @app.post("/v2/models/<name>/versions/<version>/infer")
+    def v2_infer_version(name: str, version: str):
+        if name != predictor.settings.model_name:
+            return _error(RequestError(f"unknown model '{name}'", 404, "name"))
+        return respond("/v2/infer", "v2", version)
+
+
+def _register_ops_routes(app: Flask, serving: Serving) -> None:
+    settings = serving.settings
+
+    def ready_response(payload_ok: dict | None = None) -> Response:
+        detail = serving.state.detail()
+        ok = serving.all_workers_ready()
+        detail["ready"] = ok
+        return _json({**detail, **(payload_ok or {})}, 200 if ok else 503, _version_header(serving))
+
+    @app.get("/ping")
+    def ping():
+        ok = serving.state.service is not None
+        return Response(
+            "\n" if ok else "not ready\n",
+            200 if ok else 503,
+            headers=_version_header(serving),
+            mimetype="text/plain",
+        )
+
+    @app.get("/health")
+    def health():
+        return ready_response({"status": "ok" if serving.state.service else "loading"})
+
+    @app.get("/v2/health/live")
+    def v2_live():
+        return _json({"live": True})
+
+    @app.get("/v2/health/ready")
+    def v2_ready():
+        return ready_response()
+
+    @app.get("/v2")
+    def v2_server():
+        from mlcycle import __version__
+
+        return _json(
+            {"name": "mlcycle", "version": __version__, "extensions": ["model_repository_health"]}
+        )
+
+    def model_or_404(name: str, version: str | None = None) -> ModelService:
+        if name != settings.model_name:
+            raise RequestError(f"unknown model '{name}'", 404, "name")
+        svc = serving.state.service
+        if svc is None:
+            raise RequestError("no model loaded yet", 503)
+        if version is not None and version != svc.version:
+            raise RequestError(
+                f"version {version} is not loaded (serving {svc.version})", 404, "version"
+            )
+        return svc
+
+    @app.get("/v2/models/<name>")
+    @app.get("/v2/models/<name>/versions/<version>")
+    def v2_model(name: str, version: str | None = None):
+        try:
+            svc = model_or_404(name, version)
+        except RequestError as exc:
+            return _error(exc)
+        return _json(svc.metadata(), headers=_version_header(serving))
+
+    @app.get("/v2/models/<name>/ready")
+    @app.get("/v2/models/<name>/versions/<version>/ready")
+    def v2_model_ready(name: str, version: str | None = None):
+        try:
+            svc = model_or_404(name, version)
+        except RequestError as exc:
+            return _error(exc)
+        return _json(
+            {"name": svc.name, "version": svc.version, "ready": True},
+            headers=_version_header(serving),
+        )
+
+    @app.get("/version")
+    def version():
+        from mlcycle import __version__
+
+        svc = serving.state.service
+        return _json(
+            {
+                "mlcycle": __version__,
+                "model_name": settings.model_name,
+                "model_version": svc.version if svc else None,
+                "run_id": svc.run_id if svc else None,
+            },
+            headers=_version_header(serving),
+        )
+
+    @app.get("/metrics")
+    def metrics():
+        if serving.predlog is not None:
+            serving.metrics.queue_depth.set(serving.predlog.depth())
+        body, ctype = render(settings.reports_dir)
+        return Response(body, 200, content_type=ctype)
+
+    @app.get("/openapi.json")
+    def openapi():
+        from mlcycle import __version__
+        from serving.openapi import build
+
+        svc = serving.state.service
+        return _json(build(settings.model_name, svc.schema if svc else None, __version__))
+
+    @app.post("/admin/reload")
+    def admin_reload():
+        try:
+            _admin_auth(settings)
+        except RequestError as exc:
+            return _error(exc)
+        if serving.watcher is None:
+            return _json({"reloaded": False, "reason": "this server serves a fixed model"})
+        before = serving.state.service.version if serving.state.service else None
+        serving.watcher.trigger()
+        version = serving.watcher.check()
+        return _json(
+            {
+                "reloaded": version != before,
+                "previous_version": before,
+                "model_version": version,
+                "detail": serving.state.detail(),
+            },
+            headers=_version_header(serving),
+        )
+
+
+def _version_header(serving: Serving) -> dict:
+    svc = serving.state.service
+    return {"X-Model-Version": svc.version, "X-Model-Name": svc.name} if svc else {}
+
+
+def _admin_auth(settings: Settings) -> None:
+    token = settings.admin_token
+    if not token:
+        raise RequestError("admin routes are disabled: set MLCYCLE_ADMIN_TOKEN", status=403)
+    given = request.headers.get("X-Admin-Token")
+    if given is None:
+        header = request.headers.get("Authorization", "")
+        given = header[7:].strip() if header[:7].lower() == "bearer " else None
+    if not given:
+        raise RequestError("missing admin token: send Authorization: Bearer <token>", status=401)
+    if not hmac.compare_digest(given.encode(), token.encode()):
+        raise RequestError("invalid admin token", status=403)
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        return _json(
+            {"error_code": exc.name.upper().replace(" ", "_"), "message": exc.description},
+            exc.code or 500,
+        )
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return _json({"error_code": "INTERNAL_ERROR", "message": "internal error"}, 500)

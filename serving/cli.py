@@ -1,0 +1,183 @@
+"""`mlcycle serve` (the launcher) and `mlcycle score` (streaming batch scoring).
+
+In: typed command-line options (each mirrors an `MLCYCLE_*` variable; see docs/serving.md).
+Out: `serve` runs the app under granian or gunicorn with N worker processes until stopped;
+`score` writes one probability per input row to a Parquet file.
+Heavy imports (mlflow, pyarrow) happen inside the functions.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import typer
+
+log = logging.getLogger(__name__)
+APP_FACTORY = "serving.app:create_app"
+
+
+def server_command(
+    server: str, target: str, host: str, port: int, workers: int, threads: int, factory: bool = True
+) -> list[str]:
+    """The command line that runs a WSGI app under the chosen server.
+
+    Args:
+        server: "granian" or "gunicorn" (sync workers when threads == 1, else gthread).
+        target: "module:callable".
+        host: bind address.
+        port: bind port.
+        workers: worker processes.
+        threads: threads per worker.
+        factory: whether `target` is a factory to call.
+
+    Returns:
+        argv for `subprocess`.
+    """
+    bindir = Path(sys.executable).parent
+    if server == "granian":
+        cmd = [
+            str(bindir / "granian"),
+            "--interface",
+            "wsgi",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--blocking-threads",
+            str(threads),
+            "--no-ws",
+            "--log-level",
+            "warning",
+            "--respawn-failed-workers",
+            "--workers-kill-timeout",
+            "10",
+        ]
+        return [*cmd, "--factory", target] if factory else [*cmd, target]
+    if server == "gunicorn":
+        app = f"{target}()" if factory else target
+        cmd = [
+            str(bindir / "gunicorn"),
+            "--bind",
+            f"{host}:{port}",
+            "--workers",
+            str(workers),
+            "--config",
+            "python:serving.gunicorn_conf",
+            "--log-level",
+            "warning",
+        ]
+        if threads > 1:
+            cmd += ["--worker-class", "gthread", "--threads", str(threads)]
+        return [*cmd, app]
+    raise typer.BadParameter(f"unknown server {server!r}: use granian or gunicorn")
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Address to bind (0.0.0.0 in containers)."),
+    port: int = typer.Option(5001, help="Port to listen on."),
+    workers: int = typer.Option(None, help="Worker processes [env MLCYCLE_WORKERS, 2]."),
+    threads: int = typer.Option(None, help="Threads per worker [env MLCYCLE_THREADS, 4]."),
+    server: str = typer.Option(None, help="granian or gunicorn [env MLCYCLE_SERVER, granian]."),
+    model_name: str = typer.Option(None, help="Registered model [env MLCYCLE_MODEL_NAME]."),
+    alias: str = typer.Option(None, help="Alias to follow [env MLCYCLE_MODEL_ALIAS, production]."),
+    poll_interval: float = typer.Option(None, help="Registry poll seconds [env, 2]."),
+    batching: bool = typer.Option(None, "--batching/--no-batching", help="Micro-batching."),
+    cache: bool = typer.Option(None, "--cache/--no-cache", help="Prediction cache."),
+    prediction_log_url: str = typer.Option(None, help="SQLAlchemy URL of the prediction log."),
+) -> None:
+    """Serve the production model over HTTP until interrupted."""
+    overrides = {
+        "MLCYCLE_WORKERS": workers,
+        "MLCYCLE_THREADS": threads,
+        "MLCYCLE_SERVER": server,
+        "MLCYCLE_MODEL_NAME": model_name,
+        "MLCYCLE_MODEL_ALIAS": alias,
+        "MLCYCLE_POLL_INTERVAL": poll_interval,
+        "MLCYCLE_BATCHING": batching,
+        "MLCYCLE_CACHE": cache,
+        "MLCYCLE_PREDICTION_LOG_URL": prediction_log_url,
+    }
+    for key, value in overrides.items():
+        if value is not None:
+            os.environ[key] = str(value)
+    from serving.settings import get_settings
+
+    settings = get_settings()
+    code = launch(APP_FACTORY, settings.server, host, port, settings.workers, settings.threads)
+    raise typer.Exit(code)
+
+
+def launch(
+    target: str, server: str, host: str, port: int, workers: int, threads: int, factory: bool = True
+) -> int:
+    """Run a WSGI app under a server with a fresh Prometheus multiprocess folder.
+
+    Returns:
+        The server's exit code.
+    """
+    run_dir = tempfile.mkdtemp(prefix="mlcycle-serve-")
+    prom = Path(run_dir) / "prometheus"
+    prom.mkdir()
+    env = dict(os.environ)
+    env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env.update(
+        {
+            "PROMETHEUS_MULTIPROC_DIR": str(prom),
+            "MLCYCLE_RUN_DIR": run_dir,
+            "MLCYCLE_EXPECTED_WORKERS": str(workers),
+        }
+    )
+    cmd = server_command(server, target, host, port, workers, threads, factory)
+    log.info(
+        "serving on http://%s:%d with %s, %d workers x %d threads",
+        host,
+        port,
+        server,
+        workers,
+        threads,
+    )
+    proc = subprocess.Popen(cmd, env=env)
+
+    def forward(signum, _frame):
+        proc.send_signal(signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, forward)
+    try:
+        return proc.wait()
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def score(
+    input_csv: Path = typer.Argument(..., help="CSV file with the model's input columns."),
+    output: Path = typer.Option(..., "-o", "--output", help="Parquet file to write."),
+    model_name: str = typer.Option(None, help="Registered model [env MLCYCLE_MODEL_NAME]."),
+    version: str = typer.Option(None, help="Version to use (default: production)."),
+    chunk_rows: int = typer.Option(200_000, help="Rows per chunk (memory stays flat)."),
+    keep_inputs: bool = typer.Option(False, help="Copy the input columns into the output."),
+) -> None:
+    """Score a CSV file in chunks with the registered model's fast path; write Parquet."""
+    from serving.scoring import ScoringError, score_file
+
+    try:
+        rows, seconds, label = score_file(
+            input_csv, output, model_name, version, chunk_rows, keep_inputs
+        )
+    except ScoringError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(
+        f"scored {rows:,} rows with {label} in {seconds:.2f}s "
+        f"({rows / max(seconds, 1e-9):,.0f} rows/s) -> {output}"
+    )

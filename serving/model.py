@@ -1,0 +1,164 @@
+"""The served model: validation schema, fast forward pass, micro-batcher and cache of one version.
+
+In: a loaded model (an `mlflow.pyfunc.PyFuncModel`, or any object with `predict_columns` and
+`spec`, e.g. a tiny stub in tests) plus its registry name, version and run id.
+Out: `ModelService.score(columns, n)` -> float64 probabilities, one per row. Uses the model's
+`predict_columns` fast path when it has one (no pandas) and falls back to `predict` on a
+DataFrame for generic pyfunc models.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from serving.batching import MicroBatcher
+from serving.cache import PredictionCache
+from serving.errors import RequestError
+from serving.schema import Schema
+
+log = logging.getLogger(__name__)
+
+
+def _python_model(model):
+    if hasattr(model, "predict_columns"):
+        return model
+    unwrap = getattr(model, "unwrap_python_model", None)
+    if unwrap is None:
+        return None
+    try:
+        return unwrap()
+    except Exception:  # not a PythonModel-based pyfunc: use the generic path
+        return None
+
+
+class ModelService:
+    """One loaded model version, ready to score validated columns."""
+
+    def __init__(
+        self,
+        model,
+        name: str,
+        version: str,
+        run_id: str = "",
+        *,
+        batching: bool = False,
+        max_batch: int = 256,
+        max_wait_us: int = 500,
+        cache_size: int = 0,
+    ) -> None:
+        self.model = model
+        self.name = name
+        self.version = str(version)
+        self.run_id = run_id or ""
+        self.label = f"{name}/{self.version}"
+        inner = _python_model(model)
+        self._fast = getattr(inner, "predict_columns", None)
+        self.spec: dict | None = getattr(inner, "spec", None)
+        schema = Schema.from_spec(self.spec) if self.spec else None
+        if schema is None:
+            meta = getattr(model, "metadata", None)
+            schema = Schema.from_signature(getattr(meta, "signature", None))
+        if schema is None:
+            raise ValueError(f"{self.label} has neither a spec nor a column signature")
+        self.schema = schema
+        self.batcher = (
+            MicroBatcher(self.predict_arrays, max_batch, max_wait_us) if batching else None
+        )
+        self.cache = PredictionCache(cache_size) if cache_size > 0 else None
+
+    def predict_arrays(self, columns: dict[str, np.ndarray]) -> np.ndarray:
+        """One forward pass over validated columns (no batching, no cache)."""
+        if self._fast is not None:
+            out = self._fast(columns)
+        else:
+            import pandas as pd
+
+            out = self.model.predict(pd.DataFrame(columns, columns=list(self.schema.names)))
+        return _as_probabilities(out)
+
+    def score(self, columns: dict[str, np.ndarray], raw: dict[str, list], n: int) -> np.ndarray:
+        """Score `n` validated rows through the cache and the micro-batcher.
+
+        Args:
+            columns: validated arrays from `Schema.validate`.
+            raw: the same rows as plain Python values (the cache key).
+            n: number of rows.
+
+        Returns:
+            float64 probabilities, one per row.
+
+        Raises:
+            RequestError: when the model itself rejects the input (e.g. its `InputError`).
+        """
+        try:
+            if self.cache is None:
+                return self._forward(columns, n)
+            return self._cached(columns, raw, n)
+        except ValueError as exc:  # the model's InputError is a ValueError
+            raise RequestError(f"model rejected the input: {exc}") from None
+
+    def _forward(self, columns: dict[str, np.ndarray], n: int) -> np.ndarray:
+        if self.batcher is not None:
+            return self.batcher.submit(columns, n)
+        return self.predict_arrays(columns)
+
+    def _cached(self, columns: dict[str, np.ndarray], raw: dict[str, list], n: int):
+        keys = list(zip(*(raw[c] for c in self.schema.names), strict=True))
+        found = self.cache.get_many(keys)
+        miss = [i for i, v in enumerate(found) if v is None]
+        if not miss:
+            return np.array(found, dtype=np.float64)
+        if len(miss) == n:
+            preds = self._forward(columns, n)
+            self.cache.put_many(keys, preds)
+            return preds
+        idx = np.array(miss)
+        sub = {k: v[idx] for k, v in columns.items()}
+        fresh = self._forward(sub, len(miss))
+        self.cache.put_many([keys[i] for i in miss], fresh)
+        out = np.array([0.0 if v is None else v for v in found], dtype=np.float64)
+        out[idx] = fresh
+        return out
+
+    def example_columns(self) -> tuple[dict[str, np.ndarray], dict[str, list]]:
+        """A plausible one-row input built from the schema (for warm-up and readiness)."""
+        raw = {}
+        numeric = {n["name"]: n for n in (self.spec or {}).get("numeric", [])}
+        for col in self.schema.columns:
+            if col.numeric:
+                raw[col.name] = [float(numeric.get(col.name, {}).get("median", 0.0))]
+            else:
+                cats = sorted(col.categories) if col.categories else ["a"]
+                raw[col.name] = [cats[0]]
+        return self.schema.validate(raw, 1), raw
+
+    def warm(self, rounds: int = 3) -> None:
+        """Run a few forward passes so the first real request pays no first-call cost."""
+        columns, _ = self.example_columns()
+        for _ in range(rounds):
+            self.predict_arrays(columns)
+
+    def metadata(self) -> dict:
+        """Open Inference Protocol v2 model metadata."""
+        inputs = [
+            {"name": c.name, "datatype": "FP64" if c.numeric else "BYTES", "shape": [-1]}
+            for c in self.schema.columns
+        ]
+        return {
+            "name": self.name,
+            "versions": [self.version],
+            "platform": "mlflow-pyfunc",
+            "inputs": inputs,
+            "outputs": [{"name": "probability", "datatype": "FP64", "shape": [-1]}],
+        }
+
+
+def _as_probabilities(out) -> np.ndarray:
+    if hasattr(out, "to_numpy"):
+        out = out.to_numpy()
+    arr = np.asarray(out, dtype=np.float64)
+    if arr.ndim == 2:
+        arr = arr[:, -1] if arr.shape[1] > 1 else arr[:, 0]
+    return arr.reshape(-1)

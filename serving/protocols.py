@@ -1,0 +1,276 @@
+"""Request bodies of the three protocols parsed into columns, and responses built back.
+
+In: raw body bytes + content type (MLflow scoring protocol: `dataframe_split`,
+`dataframe_records`, `instances`, `inputs`, `text/csv`; `/predict`: one object or a list;
+Open Inference Protocol v2 `inputs` tensors). Out: `(columns: {name: list}, n_rows)` for
+`Schema.validate`, or a `RequestError` (400 malformed, 415 wrong content type).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import orjson
+
+from serving.errors import RequestError
+from serving.schema import Schema
+
+MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+V2_NUMERIC = {
+    "FP16",
+    "FP32",
+    "FP64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "BOOL",
+}
+
+
+def media_type(content_type: str | None) -> str:
+    """The bare media type (`application/json`) of a Content-Type header value."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def loads(body: bytes):
+    """Parse JSON (orjson), turning any decoding problem into a 400."""
+    if not body:
+        raise RequestError("empty body: send a JSON document")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise RequestError(f"malformed JSON: {exc}") from None
+
+
+def parse_invocations(body: bytes, content_type: str | None, schema: Schema):
+    """Parse an MLflow `/invocations` body (JSON or CSV) into columns.
+
+    Returns:
+        `(columns, n_rows)`.
+
+    Raises:
+        RequestError: 415 for other content types, 400 for anything malformed.
+    """
+    kind = media_type(content_type)
+    if kind in ("text/csv", "application/csv"):
+        return parse_csv(body, schema)
+    if kind != "application/json":
+        raise RequestError(
+            f"unsupported content type '{kind or 'none'}': use application/json or text/csv",
+            status=415,
+        )
+    doc = loads(body)
+    if type(doc) is not dict:
+        raise RequestError("body must be a JSON object with one of " + ", ".join(MLFLOW_FORMATS))
+    present = [k for k in MLFLOW_FORMATS if k in doc]
+    unknown = [k for k in doc if k not in MLFLOW_FORMATS and k != "params"]
+    if unknown:
+        raise RequestError(
+            f"unknown key '{unknown[0]}'; expected one of " + ", ".join(MLFLOW_FORMATS),
+            field=str(unknown[0]),
+        )
+    if len(present) != 1:
+        raise RequestError(
+            "send exactly one of "
+            + ", ".join(MLFLOW_FORMATS)
+            + (f" (got {', '.join(present)})" if present else "")
+        )
+    fmt = present[0]
+    value = doc[fmt]
+    if fmt == "dataframe_split":
+        return split_to_columns(value, schema)
+    if fmt == "inputs" and type(value) is dict:
+        return dict_to_columns(value, schema, fmt)
+    return records_to_columns(value, schema, fmt)
+
+
+def records_to_columns(records, schema: Schema, where: str = "records"):
+    """A list of `{column: value}` objects to columns; every row must have exactly the columns."""
+    if type(records) is not list:
+        raise RequestError(f"'{where}' must be a list of objects", field=where)
+    if not records:
+        raise RequestError("empty batch: send at least one row", field=where)
+    names = schema.name_set
+    for i, row in enumerate(records):
+        if type(row) is not dict:
+            raise RequestError(f"'{where}' row {i} must be an object of column values", field=where)
+        if row.keys() != names:
+            schema.check_names(row.keys())
+    return {c: [row[c] for row in records] for c in schema.names}, len(records)
+
+
+def split_to_columns(split, schema: Schema):
+    """pandas `split` orientation (`columns` + `data`, `index` ignored) to columns."""
+    if type(split) is not dict:
+        raise RequestError(
+            "'dataframe_split' must be an object with 'columns' and 'data'", field="dataframe_split"
+        )
+    columns, data = split.get("columns"), split.get("data")
+    if type(columns) is not list or not all(type(c) is str for c in columns):
+        raise RequestError(
+            "'dataframe_split.columns' must be a list of column names",
+            field="dataframe_split.columns",
+        )
+    if type(data) is not list:
+        raise RequestError(
+            "'dataframe_split.data' must be a list of rows", field="dataframe_split.data"
+        )
+    if not data:
+        raise RequestError("empty batch: send at least one row", field="dataframe_split.data")
+    if len(set(columns)) != len(columns):
+        raise RequestError("duplicate column names", field="dataframe_split.columns")
+    schema.check_names(columns)
+    width = len(columns)
+    for i, row in enumerate(data):
+        if type(row) is not list or len(row) != width:
+            raise RequestError(
+                f"'dataframe_split.data' row {i} must be a list of {width} values",
+                field="dataframe_split.data",
+            )
+    cols = {name: [row[j] for row in data] for j, name in enumerate(columns)}
+    return cols, len(data)
+
+
+def dict_to_columns(columns: dict, schema: Schema, where: str = "inputs"):
+    """Columnar `{column: [values]}` (a scalar counts as one row) to columns."""
+    schema.check_names(columns.keys())
+    out = {}
+    n = None
+    for name in schema.names:
+        values = columns[name]
+        if type(values) is not list:
+            values = [values]
+        if n is None:
+            n = len(values)
+        elif len(values) != n:
+            raise RequestError(
+                f"column '{name}' has {len(values)} values, expected {n}", field=name
+            )
+        out[name] = values
+    if not n:
+        raise RequestError("empty batch: send at least one row", field=where)
+    return out, n
+
+
+def parse_csv(body: bytes, schema: Schema):
+    """CSV with a header row to columns; empty cells are missing, numbers parsed as floats."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RequestError("CSV body must be UTF-8") from None
+    rows = list(csv.reader(io.StringIO(text)))
+    if not rows:
+        raise RequestError("empty CSV: send a header row and at least one row")
+    header, data = rows[0], [r for r in rows[1:] if r]
+    if len(set(header)) != len(header):
+        raise RequestError("duplicate column names in the CSV header")
+    schema.check_names(header)
+    if not data:
+        raise RequestError("empty batch: send at least one row")
+    out = {}
+    for j, name in enumerate(header):
+        try:
+            raw = [r[j] for r in data]
+        except IndexError:
+            raise RequestError("CSV rows must all have the header's width") from None
+        col = schema.by_name[name]
+        out[name] = (
+            [_csv_number(col.name, v) for v in raw]
+            if col.numeric
+            else [v if v != "" else None for v in raw]
+        )
+    return out, len(data)
+
+
+def _csv_number(name: str, text: str):
+    if text == "":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise RequestError(
+            f"column '{name}' must be a number, got {text[:40]!r}", field=name
+        ) from None
+
+
+def parse_predict(body: bytes, content_type: str | None, schema: Schema):
+    """`/predict`: one JSON object (one row) or a list of objects.
+
+    Returns:
+        `(columns, n_rows, single)` where `single` says the body was one object.
+    """
+    if media_type(content_type) != "application/json":
+        raise RequestError("unsupported content type: use application/json", status=415)
+    doc = loads(body)
+    if type(doc) is dict:
+        cols, n = records_to_columns([doc], schema, "body")
+        return cols, n, True
+    if type(doc) is list:
+        cols, n = records_to_columns(doc, schema, "body")
+        return cols, n, False
+    raise RequestError("body must be a JSON object (one row) or a list of objects")
+
+
+def parse_v2(body: bytes, content_type: str | None, schema: Schema):
+    """Open Inference Protocol v2 request: one 1-D input tensor per column.
+
+    Returns:
+        `(columns, n_rows, request_id)`.
+    """
+    kind = media_type(content_type)
+    if kind not in ("application/json", ""):
+        raise RequestError("unsupported content type: use application/json", status=415)
+    doc = loads(body)
+    if type(doc) is not dict or type(doc.get("inputs")) is not list:
+        raise RequestError(
+            "body must be an object with an 'inputs' list of tensors", field="inputs"
+        )
+    columns = {}
+    for i, tensor in enumerate(doc["inputs"]):
+        name, values = _v2_tensor(i, tensor, schema)
+        if name in columns:
+            raise RequestError(f"input '{name}' given twice", field=name)
+        columns[name] = values
+    cols, n = dict_to_columns(columns, schema, "inputs") if columns else ({}, 0)
+    if not n:
+        raise RequestError("empty batch: send at least one row", field="inputs")
+    rid = doc.get("id")
+    return cols, n, rid if isinstance(rid, str) else None
+
+
+def _v2_tensor(i: int, tensor, schema: Schema):
+    if type(tensor) is not dict:
+        raise RequestError(f"inputs[{i}] must be a tensor object", field=f"inputs[{i}]")
+    name, dtype, shape, data = (tensor.get(k) for k in ("name", "datatype", "shape", "data"))
+    if type(name) is not str:
+        raise RequestError(f"inputs[{i}].name must be a string", field=f"inputs[{i}].name")
+    if name not in schema.name_set:
+        raise RequestError(f"unexpected input '{name}'", field=name)
+    if type(data) is not list:
+        raise RequestError(f"input '{name}': 'data' must be a list", field=name)
+    if data and type(data[0]) is list:
+        data = [v for row in data for v in (row if type(row) is list else [row])]
+    if type(shape) is not list or not all(type(s) is int for s in shape):
+        raise RequestError(f"input '{name}': 'shape' must be a list of integers", field=name)
+    size = 1
+    for s in shape:
+        size *= s
+    if size != len(data):
+        raise RequestError(
+            f"input '{name}': shape {shape} does not match {len(data)} values", field=name
+        )
+    col = schema.by_name[name]
+    if col.numeric and dtype not in V2_NUMERIC:
+        raise RequestError(
+            f"input '{name}' must have a numeric datatype (FP64, INT64, ...), got {dtype!r}",
+            field=name,
+        )
+    if not col.numeric and dtype != "BYTES":
+        raise RequestError(f"input '{name}' must have datatype BYTES, got {dtype!r}", field=name)
+    return name, data

@@ -1,0 +1,87 @@
+"""Serving settings, read from environment variables by `get_settings()` (never at import).
+
+In: `MLCYCLE_*` environment variables (see `docs/serving.md` for the full table).
+Out: one frozen `Settings` object used by the app factory, the launcher and the watcher.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from mlcycle import config
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name)
+    return default if value is None or value == "" else value
+
+
+def _bool(name: str, default: bool) -> bool:
+    return _env(name, str(default)).strip().lower() in ("1", "true", "yes", "on")
+
+
+def _keys(name: str) -> tuple[str, ...]:
+    return tuple(k.strip() for k in os.environ.get(name, "").split(",") if k.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the serving stage can be configured with."""
+
+    model_name: str = "credit-risk"
+    model_alias: str = "production"
+    model_uri: str | None = None
+    prediction_log_url: str = ""
+    reports_dir: str = ""
+    admin_token: str | None = None
+    api_keys: tuple[str, ...] = field(default_factory=tuple)
+    poll_interval: float = 2.0
+    max_body_bytes: int = 16 * 1024 * 1024
+    threshold: float = 0.5
+    batching: bool = True
+    max_batch: int = 256
+    max_wait_us: int = 500
+    cache: bool = True
+    cache_size: int = 10_000
+    log_predictions: bool = True
+    log_flush_rows: int = 2048
+    server: str = "granian"
+    workers: int = 2
+    threads: int = 4
+    start_watcher: bool = True
+    fast_path: bool = True
+
+
+def get_settings() -> Settings:
+    """Build `Settings` from the environment.
+
+    Returns:
+        The settings; unset variables take the documented defaults.
+    """
+    state = config.state_dir()
+    return Settings(
+        model_name=_env("MLCYCLE_MODEL_NAME", "credit-risk"),
+        model_alias=_env("MLCYCLE_MODEL_ALIAS", _env("MLCYCLE_MODEL_STAGE", "production")).lower(),
+        model_uri=os.environ.get("MLCYCLE_MODEL_URI") or None,
+        prediction_log_url=_env(
+            "MLCYCLE_PREDICTION_LOG_URL", f"sqlite:///{state / 'predictions.db'}"
+        ),
+        reports_dir=_env("MLCYCLE_REPORTS_DIR", str(state / "reports")),
+        admin_token=os.environ.get("MLCYCLE_ADMIN_TOKEN") or None,
+        api_keys=_keys("MLCYCLE_API_KEYS"),
+        poll_interval=float(_env("MLCYCLE_POLL_INTERVAL", "2")),
+        max_body_bytes=int(_env("MLCYCLE_MAX_BODY_BYTES", str(16 * 1024 * 1024))),
+        threshold=float(_env("MLCYCLE_THRESHOLD", "0.5")),
+        batching=_bool("MLCYCLE_BATCHING", True),
+        max_batch=int(_env("MLCYCLE_MAX_BATCH", "256")),
+        max_wait_us=int(_env("MLCYCLE_MAX_WAIT_US", "500")),
+        cache=_bool("MLCYCLE_CACHE", True),
+        cache_size=int(_env("MLCYCLE_CACHE_SIZE", "10000")),
+        log_predictions=_bool("MLCYCLE_LOG_PREDICTIONS", True),
+        server=_env("MLCYCLE_SERVER", "granian"),
+        workers=int(_env("MLCYCLE_WORKERS", "2")),
+        threads=int(_env("MLCYCLE_THREADS", "4")),
+        start_watcher=_bool("MLCYCLE_START_WATCHER", True),
+        fast_path=_bool("MLCYCLE_FAST_PATH", True),
+    )

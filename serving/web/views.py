@@ -1,0 +1,273 @@
+"""Routes of the web pages (Predict, Models, Monitoring, Live) and their small JSON helpers.
+
+In: the serving app's state (`app.extensions["mlcycle"]`: settings, the `ModelService` this
+worker serves, the registry watcher), the MLflow registry, the reports folder and the
+prediction log. Out: HTML pages (Jinja, autoescaped; scripts only from /ui/static, enforced by
+a Content-Security-Policy), report files by id, and JSON under /ui/api/. Predictions themselves
+go from the browser to the public API (`POST /predict`, `POST /invocations`) on the same origin.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    jsonify,
+    render_template,
+    request,
+    send_file,
+)
+
+from serving.web import charts, forms, models, reports
+from serving.web.live import LiveSampler
+from serving.web.settings import get_settings as web_settings
+
+log = logging.getLogger(__name__)
+
+blueprint = Blueprint(
+    "web",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/ui/static",
+)
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'self'"
+)
+_started = time.time()
+_samplers: dict[int, LiveSampler] = {}
+
+
+def _serving() -> Any:
+    return current_app.extensions.get("mlcycle")
+
+
+def _settings() -> Any:
+    serving = _serving()
+    if serving is not None:
+        return serving.settings
+    from serving.settings import get_settings
+
+    return get_settings()
+
+
+def _service() -> Any:
+    serving = _serving()
+    return serving.state.service if serving is not None else None
+
+
+def _page(template: str, **context: Any) -> Response:
+    svc = _service()
+    html = render_template(
+        f"web/{template}",
+        model_name=_settings().model_name,
+        serving_version=svc.version if svc else None,
+        **context,
+    )
+    resp = Response(html, mimetype="text/html")
+    resp.headers["Content-Security-Policy"] = PAGE_CSP
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    return resp
+
+
+def _json_error(message: str, status: int) -> Response:
+    resp = jsonify(
+        {"error_code": "BAD_REQUEST" if status == 400 else str(status), "message": message}
+    )
+    resp.status_code = status
+    return resp
+
+
+def form_fields(svc: Any) -> list[forms.Field]:
+    """The predict form for a served model: from its spec, else from its validation schema."""
+    if svc is None:
+        return []
+    if getattr(svc, "spec", None):
+        return forms.fields_from_spec(svc.spec)
+    return forms.fields_from_signature(
+        [(c.name, c.dtype if c.numeric else "string") for c in svc.schema.columns]
+    )
+
+
+@blueprint.get("/")
+@blueprint.get("/ui/")
+@blueprint.get("/ui/predict")
+def predict_page() -> Response:
+    """The predict form (single row) and the CSV batch upload."""
+    return _page("predict.html", fields=form_fields(_service()), threshold=_settings().threshold)
+
+
+@blueprint.get("/ui/models")
+def models_page() -> Response:
+    """Versions of the registered model with stage, aliases, AUC, promotion info and actions."""
+    from mlcycle.config import configure_mlflow
+    from mlcycle.registry import RegistryError, history
+
+    configure_mlflow()
+    import mlflow
+
+    settings, ui = _settings(), web_settings().mlflow_ui_url
+    svc = _service()
+    client = mlflow.MlflowClient()
+    error, rows, events = None, [], []
+    try:
+        rows = models.version_rows(client, settings.model_name, svc.version if svc else None, ui)
+        events = list(reversed(history(settings.model_name, client)))[:20]
+    except RegistryError as exc:
+        error = str(exc)
+    except Exception as exc:  # registry down: say so instead of a 500
+        log.warning("registry unreadable for the models page: %s", exc)
+        error = f"the model registry cannot be read: {type(exc).__name__}"
+    return _page(
+        "models.html",
+        rows=rows,
+        events=events,
+        error=error,
+        admin_enabled=bool(settings.admin_token),
+        mlflow_ui_url=ui,
+    )
+
+
+@blueprint.get("/ui/monitoring")
+def monitoring_page() -> Response:
+    """Drift runs (newest first) with links to their reports, and the drift/volume chart."""
+    settings = _settings()
+    runs = reports.list_runs(settings.reports_dir)
+    now = time.time()
+    oldest = min((r.ts for r in runs if r.ts), default=now)
+    since = max(min(oldest, now - 48 * 3600), now - 14 * 86400)
+    volume = charts.hourly_volume(settings.prediction_log_url, since)
+    drift = [
+        (r.ts, r.drift_share, r.verdict.lower() == "drift" or r.verdict.lower() == "drift detected")
+        for r in runs
+        if r.ts and r.drift_share is not None and r.ts >= since
+    ]
+    return _page("monitoring.html", runs=runs, chart=charts.drift_volume_svg(drift, volume, now))
+
+
+@blueprint.get("/ui/reports/<report_id>")
+def report(report_id: str) -> Response:
+    """An Evidently HTML report (or `<id>.json` summary) by id, from the reports folder only."""
+    suffix = ".json" if report_id.endswith(".json") else ".html"
+    path = reports.report_file(_settings().reports_dir, report_id, suffix)
+    if path is None:
+        abort(404)
+    resp = send_file(path, mimetype="application/json" if suffix == ".json" else "text/html")
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    return resp
+
+
+@blueprint.get("/ui/live")
+def live_page() -> Response:
+    """Request rate, error rate, latency and score distribution (filled by live.js)."""
+    _sampler().start()
+    return _page("live.html", interval=web_settings().live_interval)
+
+
+def _sampler() -> LiveSampler:
+    """This worker's sampler over the server-wide metrics (one per app)."""
+    app = current_app._get_current_object()
+    sampler = _samplers.get(id(app))
+    if sampler is None:
+        from serving.metrics import render
+
+        reports_dir = _settings().reports_dir
+
+        def source() -> str:
+            return render(reports_dir)[0].decode("utf-8")
+
+        sampler = LiveSampler(source, web_settings().live_interval, started=_started)
+        _samplers[id(app)] = sampler
+    return sampler
+
+
+@blueprint.get("/ui/api/live")
+def live_api() -> Response:
+    """The live figures as JSON (see `serving.web.live`)."""
+    sampler = _sampler()
+    sampler.start()
+    return jsonify(sampler.summary())
+
+
+@blueprint.get("/ui/api/serving")
+def serving_api() -> Response:
+    """Which version this worker serves now (polled after a promotion)."""
+    svc = _service()
+    serving = _serving()
+    target = serving.state.target_version if serving is not None else None
+    return jsonify(
+        {
+            "model_name": _settings().model_name,
+            "model_version": svc.version if svc else None,
+            "target_version": target,
+        }
+    )
+
+
+def _check_admin() -> Response | None:
+    """None when the request carries the admin token as a header of a JSON POST."""
+    token = _settings().admin_token
+    if not token:
+        return _json_error("admin actions are disabled: set MLCYCLE_ADMIN_TOKEN on the server", 403)
+    if not request.is_json:
+        return _json_error("send the action as JSON (Content-Type: application/json)", 415)
+    given = request.headers.get("X-Admin-Token", "")
+    if not given:
+        return _json_error("missing admin token (header X-Admin-Token)", 401)
+    if not hmac.compare_digest(given.encode(), token.encode()):
+        return _json_error("invalid admin token", 403)
+    return None
+
+
+def _body() -> dict:
+    data = request.get_json(silent=True)
+    return data if isinstance(data, dict) else {}
+
+
+def _registry_action(action: str) -> Response:
+    refused = _check_admin()
+    if refused is not None:
+        return refused
+    from mlcycle.config import configure_mlflow
+    from mlcycle.registry import RegistryError, promote, rollback
+
+    configure_mlflow()
+    data = _body()
+    name = _settings().model_name
+    reason = str(data.get("reason") or "")[:160]
+    by = str(data.get("by") or "").strip()[:80] or "web"
+    try:
+        if action == "promote":
+            version = str(data.get("version") or "").strip()
+            if not version.isdigit():
+                return _json_error('give the version to promote, e.g. {"version": "2"}', 400)
+            entry = promote(name, version, str(data.get("to") or "production"), reason, by)
+        else:
+            entry = rollback(name, reason, by)
+    except RegistryError as exc:
+        return _json_error(str(exc), 400)
+    serving = _serving()
+    if serving is not None and getattr(serving, "watcher", None) is not None:
+        serving.watcher.trigger()
+    log.info("web %s of %s by %s: %s", action, name, by, entry)
+    return jsonify(entry)
+
+
+@blueprint.post("/ui/api/promote")
+def promote_api() -> Response:
+    """Promote a version (JSON `{version, to, reason, by}`, header `X-Admin-Token`)."""
+    return _registry_action("promote")
+
+
+@blueprint.post("/ui/api/rollback")
+def rollback_api() -> Response:
+    """Roll production back to the previous version (JSON `{reason, by}`, admin token)."""
+    return _registry_action("rollback")

@@ -1,0 +1,583 @@
+"""Deployment configuration checks: docker-compose, Dockerfile, Kubernetes, Prometheus, Grafana,
+notebooks.
+
+In: the files under `deploy/`, `docker-compose.yml`, `.dockerignore`, `notebooks/`, and the real
+CLIs (`mlcycle`, `mlflow`) and settings modules they refer to. Out: failures naming the file and
+the part that disagrees with the code. No Docker engine or cluster is needed: compose is checked
+with `docker-compose config -q`, Prometheus with `promtool check config`, and every command a
+container runs is parsed by the real click/typer command it names (unknown options fail).
+"""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "deploy" / "docker" / "Dockerfile"
+K8S = ROOT / "deploy" / "k8s"
+PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+ALERTS = ROOT / "monitoring" / "alerts.yml"
+GRAFANA = ROOT / "deploy" / "grafana"
+NOTEBOOKS = ROOT / "notebooks"
+CODE_DIRS = ("mlcycle", "pipelines", "serving", "monitoring")
+MLCYCLE_IMAGE_SERVICES = ("mlflow", "trainer", "serving", "monitor", "simulate")
+
+_INTERPOLATION = re.compile(r"\$\$|\$\{(\w+)(?::?-([^}]*))?\}")
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _interpolate(value: object) -> object:
+    """Apply compose's `${VAR:-default}` with an empty environment (the demo defaults)."""
+    if isinstance(value, str):
+        return _INTERPOLATION.sub(lambda m: "$" if m.group(0) == "$$" else m.group(2) or "", value)
+    if isinstance(value, list):
+        return [_interpolate(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _interpolate(v) for k, v in value.items()}
+    return value
+
+
+def _compose() -> dict:
+    return _interpolate(yaml.safe_load(COMPOSE.read_text()))
+
+
+def _k8s_docs() -> list[dict]:
+    docs = []
+    for path in sorted(K8S.glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc:
+                doc["_file"] = path.name
+                docs.append(doc)
+    return docs
+
+
+def _k8s(kind: str, name: str) -> dict:
+    found = [d for d in _k8s_docs() if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind}/{name} in deploy/k8s, found {len(found)}"
+    return found[0]
+
+
+def _pod_spec(doc: dict) -> dict:
+    if doc["kind"] == "CronJob":
+        return doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    return doc["spec"]["template"]["spec"]
+
+
+def _k8s_env() -> dict[str, str]:
+    env: dict[str, str] = {}
+    for doc in _k8s_docs():
+        if doc["kind"] == "ConfigMap":
+            env.update(doc.get("data", {}))
+        if doc["kind"] == "Secret":
+            env.update(doc.get("stringData", {}))
+    return env
+
+
+def _code_text() -> str:
+    parts = []
+    for folder in CODE_DIRS:
+        parts.extend(p.read_text() for p in (ROOT / folder).rglob("*.py"))
+    return "\n".join(parts)
+
+
+def _mlflow_source_text() -> str:
+    import mlflow
+
+    base = Path(mlflow.__file__).parent
+    files = [base / "environment_variables.py", base / "cli" / "__init__.py"]
+    files += list((base / "utils").glob("cli_args.py"))
+    return "\n".join(p.read_text() for p in files if p.exists())
+
+
+def _click_command(program: str, subcommand: str):
+    """The real click command behind `program subcommand` (`mlcycle` or `mlflow`)."""
+    if program == "mlcycle":
+        import typer.main
+
+        from mlcycle.cli import app
+
+        group = typer.main.get_command(app)
+    else:
+        from mlflow.cli import cli as group
+    command = group.commands.get(subcommand)
+    assert command is not None, f"`{program} {subcommand}` is not a command"
+    return command
+
+
+def _parse_command(program: str, argv: list[str]) -> None:
+    """Parse `argv` with the real CLI without running it: unknown options or bad values fail."""
+    import click
+
+    command = _click_command(program, argv[0])
+    try:
+        command.make_context(f"{program} {argv[0]}", list(argv[1:]), resilient_parsing=False)
+    except click.exceptions.Exit:
+        pass
+    except click.ClickException as exc:
+        pytest.fail(f"`{program} {' '.join(argv)}` is rejected by the CLI: {exc.format_message()}")
+
+
+def _help_ok(subcommand: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlcycle", subcommand, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**os.environ, "COLUMNS": "200", "TERM": "dumb"},
+    )
+    assert proc.returncode == 0, f"mlcycle {subcommand} --help failed:\n{proc.stderr[-2000:]}"
+
+
+def _service_argv(service: dict) -> tuple[str, list[str]]:
+    entrypoint = service.get("entrypoint") or ["mlcycle"]
+    return entrypoint[0], [str(a) for a in entrypoint[1:]] + [str(a) for a in service["command"]]
+
+
+def _architecture_metrics() -> set[str]:
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    return set(re.findall(r"`(mlcycle_[a-z0-9_]+)", text))
+
+
+# ---------------------------------------------------------------- docker-compose
+
+
+def test_compose_config_is_valid() -> None:
+    """`docker-compose config -q` (1.29) or `docker compose config -q` accepts the file."""
+    if shutil.which("docker-compose"):
+        cmd = ["docker-compose", "-f", str(COMPOSE), "--profile", "demo", "config", "-q"]
+    elif shutil.which("docker"):
+        cmd = ["docker", "compose", "-f", str(COMPOSE), "--profile", "demo", "config", "-q"]
+    else:
+        pytest.skip("neither docker-compose nor docker is installed (CI installs docker-compose)")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_compose_has_the_whole_stack() -> None:
+    services = _compose()["services"]
+    expected = {"postgres", "minio", "minio-init", "mlflow", "trainer", "serving", "monitor"}
+    expected |= {"prometheus", "grafana"}
+    assert expected <= set(services), f"missing services: {expected - set(services)}"
+    for name in MLCYCLE_IMAGE_SERVICES:
+        build = services[name]["build"]
+        assert (ROOT / build["context"] / build["dockerfile"]).resolve() == DOCKERFILE
+
+
+@pytest.mark.parametrize("name", ["serving", "monitor", "simulate"])
+def test_compose_mlcycle_commands_parse_with_the_real_cli(name: str) -> None:
+    program, argv = _service_argv(_compose()["services"][name])
+    assert program == "mlcycle"
+    _help_ok(argv[0])
+    _parse_command("mlcycle", argv)
+
+
+def test_compose_serving_is_secured_and_logs_to_postgres() -> None:
+    serving = _compose()["services"]["serving"]
+    env = serving["environment"]
+    assert env["MLCYCLE_API_KEYS"], "API keys must be on in docker-compose"
+    assert env["MLCYCLE_ADMIN_TOKEN"]
+    assert env["MLCYCLE_PREDICTION_LOG_URL"].startswith("postgresql")
+    assert env["MLCYCLE_PREDICTION_LOG_URL"].endswith("@postgres:5432/predictions")
+    assert "/v2/health/ready" in " ".join(serving["healthcheck"]["test"])
+    _, argv = _service_argv(serving)
+    port = argv[argv.index("--port") + 1]
+    assert "--host" in argv and argv[argv.index("--host") + 1] == "0.0.0.0"
+    assert f"localhost:{port}/v2/health/ready" in " ".join(serving["healthcheck"]["test"])
+    assert any(p.endswith(f":{port}") for p in serving["ports"])
+
+
+def test_compose_monitor_shares_reports_with_serving() -> None:
+    services = _compose()["services"]
+    monitor, serving = services["monitor"], services["serving"]
+    _, argv = _service_argv(monitor)
+    assert argv[:3] == ["drift", "--every", "15m"]
+    for svc in (monitor, serving):
+        reports = svc["environment"]["MLCYCLE_REPORTS_DIR"]
+        assert f"reports:{reports}" in svc["volumes"]
+    assert (
+        monitor["environment"]["MLCYCLE_PREDICTION_LOG_URL"]
+        == (serving["environment"]["MLCYCLE_PREDICTION_LOG_URL"])
+    )
+
+
+def test_compose_mlflow_runs_on_postgres_and_minio() -> None:
+    services = _compose()["services"]
+    program, argv = _service_argv(services["mlflow"])
+    assert program == "mlflow"
+    _parse_command("mlflow", argv)
+    assert argv[argv.index("--backend-store-uri") + 1].startswith("postgresql")
+    assert argv[argv.index("--backend-store-uri") + 1].endswith("@postgres:5432/mlflow")
+    assert argv[argv.index("--artifacts-destination") + 1] == "s3://mlflow/"
+    assert "--serve-artifacts" in argv
+    env = services["mlflow"]["environment"]
+    assert env["MLFLOW_S3_ENDPOINT_URL"] == "http://minio:9000"
+    assert "mlflow:5000" in env["MLFLOW_SERVER_ALLOWED_HOSTS"].split(",")
+    init = " ".join(services["minio-init"]["command"])
+    assert "mc mb" in init and "MLFLOW_BUCKET" in init
+    assert services["minio-init"]["environment"]["MLFLOW_BUCKET"] == "mlflow"
+    for name in ("trainer", "serving", "monitor"):
+        assert services[name]["environment"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+
+
+def test_compose_postgres_init_creates_both_databases() -> None:
+    postgres = _compose()["services"]["postgres"]
+    mounts = [v.split(":") for v in postgres["volumes"] if v.startswith("./")]
+    scripts = [ROOT / src for src, dst, *_ in mounts if "docker-entrypoint-initdb.d" in dst]
+    assert scripts and all(s.exists() for s in scripts)
+    env = postgres["environment"]
+    assert {env["MLFLOW_DB"], env["PREDICTIONS_DB"]} == {"mlflow", "predictions"}
+    text = scripts[0].read_text()
+    assert "MLFLOW_DB" in text and "PREDICTIONS_DB" in text and "CREATE DATABASE" in text
+    proc = subprocess.run(["sh", "-n", str(scripts[0])], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_compose_trainer_runs_the_mlproject() -> None:
+    trainer = _compose()["services"]["trainer"]
+    program, argv = _service_argv(trainer)
+    if program == "mlcycle":
+        _help_ok(argv[0])
+        _parse_command("mlcycle", argv)
+        return
+    assert program == "mlflow" and argv[:2] == ["run", "."]
+    _parse_command("mlflow", argv)
+    mlproject = yaml.safe_load((ROOT / "MLproject").read_text())
+    params = mlproject["entry_points"]["main"].get("parameters", {})
+    for i, arg in enumerate(argv):
+        if arg == "-P":
+            key = argv[i + 1].split("=", 1)[0]
+            assert key in params, f"MLproject main has no parameter {key!r}"
+
+
+def test_compose_mounted_files_exist() -> None:
+    for name, service in _compose()["services"].items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("./"):
+                assert (ROOT / source).exists(), f"{name} mounts missing {source}"
+
+
+def test_compose_env_names_exist_in_code() -> None:
+    services = _compose()["services"]
+    code = _code_text()
+    mlflow_src = _mlflow_source_text()
+    for name in MLCYCLE_IMAGE_SERVICES:
+        for key in services[name].get("environment", {}):
+            if key.startswith("MLCYCLE_"):
+                assert f'"{key}"' in code, f"{name}: {key} is read nowhere in {CODE_DIRS}"
+            elif key.startswith("MLFLOW_"):
+                assert key in mlflow_src, f"{name}: {key} is not an MLflow setting"
+
+
+# ---------------------------------------------------------------- Dockerfile
+
+
+def _dockerignored(path: str, patterns: list[str]) -> bool:
+    ignored = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        pattern = pattern.lstrip("!").rstrip("/")
+        parts = path.split("/")
+        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        regex = pattern.replace("**/", "")
+        if any(fnmatch.fnmatch(p, pattern) or fnmatch.fnmatch(p, regex) for p in prefixes):
+            ignored = not negate
+    return ignored
+
+
+def test_dockerfile_is_sane() -> None:
+    text = DOCKERFILE.read_text()
+    assert re.search(r"^FROM python:3\.11-slim", text, re.M)
+    users = re.findall(r"^USER\s+(\S+)", text, re.M)
+    assert users and users[-1].split(":")[0] not in ("0", "root"), "must run as non-root"
+    assert re.search(r'^ENTRYPOINT \["mlcycle"\]', text, re.M)
+    assert '".[postgres]"' in text
+    for line in re.findall(r"^COPY\s+(.+)$", text, re.M):
+        for source in line.split()[:-1]:
+            assert source == "." or (ROOT / source).exists(), f"COPY source {source} missing"
+    extras = _pyproject()["project"]["optional-dependencies"]["postgres"]
+    assert any(e.startswith("psycopg2") for e in extras)
+    assert any(e.startswith("boto3") for e in extras), "mlflow server needs boto3 for S3"
+
+
+def _pyproject() -> dict:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # python 3.10
+        import tomli as tomllib
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_dockerignore_keeps_what_the_image_needs() -> None:
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    needed = ["pyproject.toml", "README.md", "MLproject", "conda.yaml"]
+    needed += [f"{d}/__init__.py" for d in CODE_DIRS]
+    needed += [str(p.relative_to(ROOT)) for d in CODE_DIRS for p in (ROOT / d).rglob("*.y*ml")]
+    for path in needed:
+        assert not _dockerignored(path, patterns), f".dockerignore drops {path}"
+    for path in (".venv/bin/python", ".git/HEAD", "mlruns/0/meta.yaml", "mlflow.db"):
+        assert _dockerignored(path, patterns), f".dockerignore keeps {path}"
+
+
+# ---------------------------------------------------------------- Kubernetes
+
+
+def test_k8s_manifests_parse_and_cover_the_deployment() -> None:
+    docs = _k8s_docs()
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    for expected in [
+        ("Namespace", "mlcycle"),
+        ("ConfigMap", "mlcycle-config"),
+        ("Secret", "mlcycle-secrets"),
+        ("Deployment", "serving"),
+        ("Service", "serving"),
+        ("HorizontalPodAutoscaler", "serving"),
+        ("PodDisruptionBudget", "serving"),
+        ("CronJob", "drift-monitor"),
+        ("Deployment", "mlflow"),
+        ("Service", "mlflow"),
+    ]:
+        assert expected in kinds, f"deploy/k8s lacks {expected}"
+    for doc in docs:
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"]["namespace"] == "mlcycle", doc["_file"]
+    listed = yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"]
+    assert sorted(listed) == sorted(p.name for p in K8S.glob("*.yaml") if p.name[0].isdigit())
+
+
+def test_k8s_serving_deployment() -> None:
+    deployment = _k8s("Deployment", "serving")
+    assert deployment["spec"]["replicas"] >= 2
+    pod = deployment["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+    port = container["ports"][0]["containerPort"]
+    annotations = pod["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert int(annotations["prometheus.io/port"]) == port
+    assert annotations["prometheus.io/path"] == "/metrics"
+    labels = pod["metadata"]["labels"]
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert _k8s("Service", "serving")["spec"]["selector"].items() <= labels.items()
+    assert _k8s("PodDisruptionBudget", "serving")["spec"]["selector"]["matchLabels"].items() <= (
+        labels.items()
+    )
+    target = _k8s("HorizontalPodAutoscaler", "serving")["spec"]
+    assert target["scaleTargetRef"]["name"] == "serving"
+    assert target["minReplicas"] >= 2
+
+
+def _k8s_argv(container: dict) -> tuple[str, list[str]]:
+    env = _k8s_env()
+    expand = re.compile(r"\$\((\w+)\)")
+    argv = [expand.sub(lambda m: env[m.group(1)], str(a)) for a in container.get("args", [])]
+    return container["command"][0], list(container["command"][1:]) + argv
+
+
+@pytest.mark.parametrize(
+    ("kind", "name"),
+    [("Deployment", "serving"), ("CronJob", "drift-monitor"), ("Job", "trainer")],
+)
+def test_k8s_commands_parse_with_the_real_cli(kind: str, name: str) -> None:
+    (container,) = _pod_spec(_k8s(kind, name))["containers"]
+    program, argv = _k8s_argv(container)
+    assert program == "mlcycle"
+    _help_ok(argv[0])
+    _parse_command("mlcycle", argv)
+
+
+def test_k8s_drift_cronjob() -> None:
+    cronjob = _k8s("CronJob", "drift-monitor")
+    (container,) = _pod_spec(cronjob)["containers"]
+    _, argv = _k8s_argv(container)
+    assert argv == ["drift", "--last", "10000"]
+    assert cronjob["spec"]["jobTemplate"]["spec"]["backoffLimit"] == 0, "drift is not a retry"
+    assert _pod_spec(cronjob)["restartPolicy"] == "Never"
+
+
+def test_k8s_mlflow_uses_external_stores() -> None:
+    (container,) = _pod_spec(_k8s("Deployment", "mlflow"))["containers"]
+    program, argv = _k8s_argv(container)
+    assert program == "mlflow"
+    _parse_command("mlflow", argv)
+    assert argv[argv.index("--backend-store-uri") + 1].startswith("postgresql")
+    assert argv[argv.index("--artifacts-destination") + 1].startswith("s3://")
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert {"secretRef": {"name": "mlcycle-secrets"}} in container["envFrom"]
+
+
+def test_k8s_env_names_exist_in_code() -> None:
+    code = _code_text()
+    mlflow_src = _mlflow_source_text()
+    for key in _k8s_env():
+        if key.startswith("MLCYCLE_"):
+            assert f'"{key}"' in code, f"{key} (deploy/k8s) is read nowhere in {CODE_DIRS}"
+        elif key.startswith("MLFLOW_"):
+            assert key in mlflow_src, f"{key} (deploy/k8s) is not an MLflow setting"
+
+
+def test_probe_and_scrape_routes_exist_in_serving() -> None:
+    """Probes, health checks and Prometheus hit real routes of the serving app."""
+    from serving.app import create_app
+    from serving.settings import Settings
+
+    app = create_app(Settings(start_watcher=False, log_predictions=False))
+    routes = {rule.rule for rule in app.url_map.iter_rules()}
+    deployment = _k8s("Deployment", "serving")
+    (container,) = _pod_spec(deployment)["containers"]
+    healthcheck = " ".join(_compose()["services"]["serving"]["healthcheck"]["test"])
+    used = {
+        container["readinessProbe"]["httpGet"]["path"],
+        container["livenessProbe"]["httpGet"]["path"],
+        deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/path"],
+        re.search(r"localhost:\d+(/[\w/]+)", healthcheck).group(1),
+    }
+    scrape = yaml.safe_load(PROMETHEUS.read_text())["scrape_configs"]
+    used |= {job.get("metrics_path", "/metrics") for job in scrape if "serving" in job["job_name"]}
+    assert used <= routes, f"not routes of serving: {used - routes}"
+
+
+# ---------------------------------------------------------------- Prometheus and Grafana
+
+
+def test_prometheus_config_passes_promtool(tmp_path: Path) -> None:
+    """`promtool check config` on the config with the shipped alert rules beside it."""
+    if not shutil.which("promtool"):
+        pytest.skip("promtool not installed (Debian package `prometheus`; CI installs it)")
+    (tmp_path / "rules").mkdir()
+    shutil.copy(PROMETHEUS, tmp_path / "prometheus.yml")
+    shutil.copy(ALERTS, tmp_path / "rules" / "alerts.yml")
+    proc = subprocess.run(
+        ["promtool", "check", "config", str(tmp_path / "prometheus.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 rule files found" in proc.stdout + proc.stderr
+
+
+def test_prometheus_scrapes_serving_and_loads_the_alerts() -> None:
+    config = yaml.safe_load(PROMETHEUS.read_text())
+    targets = [
+        t for job in config["scrape_configs"] for s in job["static_configs"] for t in s["targets"]
+    ]
+    assert "serving:8080" in targets
+    prometheus = _compose()["services"]["prometheus"]
+    assert "./monitoring/alerts.yml:/etc/prometheus/rules/alerts.yml:ro" in prometheus["volumes"]
+    assert any(fnmatch.fnmatch("rules/alerts.yml", p) for p in config["rule_files"])
+
+
+def _promql(dashboard: dict) -> list[str]:
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    for variable in dashboard.get("templating", {}).get("list", []):
+        query = variable.get("query")
+        exprs.append(query["query"] if isinstance(query, dict) else str(query))
+    return exprs
+
+
+def test_grafana_dashboard_uses_only_documented_metrics() -> None:
+    dashboard = json.loads((GRAFANA / "dashboards" / "mlcycle.json").read_text())
+    documented = _architecture_metrics()
+    assert "mlcycle_requests_total" in documented and "mlcycle_drift_share" in documented
+    used = set()
+    for expr in _promql(dashboard):
+        for metric in re.findall(r"\b(mlcycle_[a-z0-9_]+)", expr):
+            base = re.sub(r"_(bucket|sum|count)$", "", metric)
+            assert base in documented, f"dashboard uses undocumented metric {metric}: {expr}"
+            used.add(base)
+    for needed in (
+        "mlcycle_requests_total",
+        "mlcycle_request_duration_seconds",
+        "mlcycle_prediction_score",
+        "mlcycle_model_info",
+        "mlcycle_drift_share",
+    ):
+        assert needed in used, f"dashboard has no panel on {needed}"
+
+
+def test_grafana_provisioning_matches_the_dashboard() -> None:
+    datasources = yaml.safe_load(
+        (GRAFANA / "provisioning" / "datasources" / "prometheus.yml").read_text()
+    )
+    uids = {d["uid"] for d in datasources["datasources"]}
+    dashboard = json.loads((GRAFANA / "dashboards" / "mlcycle.json").read_text())
+    for panel in dashboard["panels"]:
+        assert panel["datasource"]["uid"] in uids, panel["title"]
+    providers = yaml.safe_load(
+        (GRAFANA / "provisioning" / "dashboards" / "mlcycle.yml").read_text()
+    )
+    grafana = _compose()["services"]["grafana"]
+    path = providers["providers"][0]["options"]["path"]
+    assert f"./deploy/grafana/dashboards:{path}:ro" in grafana["volumes"]
+
+
+# ---------------------------------------------------------------- notebooks
+
+
+def _notebooks() -> list[Path]:
+    return sorted(NOTEBOOKS.glob("*.ipynb"))
+
+
+def test_notebooks_exist() -> None:
+    names = {p.name for p in _notebooks()}
+    assert {"01-train-and-register.ipynb", "02-serve-and-drift.ipynb"} <= names
+
+
+def _check_imports(source: str, where: str) -> None:
+    """Every `from x import y` / `import x` in a cell names a real module and attribute."""
+    import importlib
+
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            module = importlib.import_module(node.module)
+            for alias in node.names:
+                name = alias.name
+                assert hasattr(module, name) or importlib.util.find_spec(f"{node.module}.{name}"), (
+                    f"{where}: {node.module} has no {name}"
+                )
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                assert importlib.util.find_spec(alias.name), f"{where}: no module {alias.name}"
+
+
+@pytest.mark.parametrize("path", _notebooks(), ids=lambda p: p.name)
+def test_notebook_is_valid_and_its_code_compiles(path: Path) -> None:
+    notebook = json.loads(path.read_text())
+    assert notebook["nbformat"] == 4 and isinstance(notebook["nbformat_minor"], int)
+    assert "kernelspec" in notebook["metadata"]
+    assert notebook["cells"], f"{path.name} has no cells"
+    code_cells = 0
+    for i, cell in enumerate(notebook["cells"]):
+        assert cell["cell_type"] in ("code", "markdown", "raw")
+        assert isinstance(cell["metadata"], dict)
+        source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        if cell["cell_type"] == "code":
+            code_cells += 1
+            assert cell["outputs"] == [] and cell["execution_count"] is None, "commit no outputs"
+            compile(source, f"{path.name}[cell {i}]", "exec")
+            _check_imports(source, f"{path.name}[cell {i}]")
+    assert code_cells >= 3

@@ -1,0 +1,372 @@
+"""The web pages in a real browser against a real `mlcycle serve` (Debian's Chromium, headless).
+
+In: the session's trained store (copied, so promotions here do not leak into other tests), a
+server on a free loopback port with two workers. Out: assertions on what a user sees, and
+screenshots of every page under `test-artifacts/screenshots/`.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+TOKEN = "web-e2e-admin-token"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def copy_store(src_uri: str, dest: Path) -> str:
+    """A private copy of a SQLite MLflow store (artifacts stay where the original put them)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    target = dest / "mlflow.db"
+    with sqlite3.connect(src_uri.removeprefix("sqlite:///")) as src, sqlite3.connect(target) as dst:
+        src.backup(dst)
+    return f"sqlite:///{target}"
+
+
+def add_version(uri: str, name: str, like: str) -> str:
+    """Register one more version of `name` with the same model as version `like` (no training)."""
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    base = client.get_model_version(name, like)
+    tags = {k: v for k, v in (base.tags or {}).items() if not k.startswith("mlcycle.promot")}
+    new = client.create_model_version(name, base.source, run_id=base.run_id, tags=tags)
+    return str(new.version)
+
+
+def start_server(env: dict, port: int, log_path: Path) -> subprocess.Popen:
+    mlcycle = Path(sys.executable).with_name("mlcycle")
+    cmd = [str(mlcycle), "serve", "--port", str(port), "--workers", "2", "--threads", "2"]
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def wait_ready(url: str, proc: subprocess.Popen, log_path: Path, timeout: float = 150) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited: {log_path.read_text()[-2000:]}")
+        try:
+            if requests.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"server not ready in {timeout}s: {log_path.read_text()[-2000:]}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+@pytest.fixture(scope="module")
+def site(trained_store, tmp_path_factory):
+    """A running server on a private copy of the trained store; yields a dict of handles."""
+    root = tmp_path_factory.mktemp("web-e2e")
+    uri = copy_store(trained_store.tracking_uri, root / "store")
+    port = free_port()
+    env = dict(os.environ)
+    env.update(
+        MLFLOW_TRACKING_URI=uri,
+        MLCYCLE_HOME=str(root),
+        MLCYCLE_ADMIN_TOKEN=TOKEN,
+        MLCYCLE_REPORTS_DIR=str(root / "reports"),
+        MLCYCLE_PREDICTION_LOG_URL=f"sqlite:///{root / 'predictions.db'}",
+        MLCYCLE_POLL_INTERVAL="1",
+        MLCYCLE_WEB_LIVE_INTERVAL="2",
+        MLCYCLE_MLFLOW_UI_URL="http://127.0.0.1:9/mlflow",
+    )
+    env.pop("MLCYCLE_API_KEYS", None)
+    log_path = root / "serve.log"
+    proc = start_server(env, port, log_path)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, proc, log_path)
+        yield {"url": url, "uri": uri, "env": env, "root": root, "name": trained_store.model_name}
+    finally:
+        stop(proc)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh page that fails the test on any script error or unexpected dialog."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    pg = context.new_page()
+    problems: list[str] = []
+    pg.on("pageerror", lambda e: problems.append(f"script error: {e}"))
+    pg.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
+    pg.set_default_timeout(20_000)
+    yield pg
+    context.close()
+    assert not problems, problems
+
+
+def model_columns(uri: str, name: str, version: str) -> list[str]:
+    """Input columns from the registered model's own signature (not from the server)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    info = mlflow.models.get_model_info(f"models:/{name}/{version}")
+    return info.signature.inputs.input_names()
+
+
+def serving_version(url: str) -> str:
+    return requests.get(f"{url}/version", timeout=5).json()["model_version"]
+
+
+def sample_csv(rows: int, seed: int) -> str:
+    from pipelines.data import generate
+
+    frame = generate(n_rows=rows, seed=seed).drop(columns=["default"])
+    return frame.to_csv(index=False)
+
+
+def test_predict_form_shows_the_api_probability(site, page):
+    url = site["url"]
+    version = serving_version(url)
+    cols = model_columns(site["uri"], site["name"], version)
+    page.goto(url + "/")
+    for col in cols:
+        assert page.locator(f'[name="{col}"]').count() == 1, f"no form control for {col}"
+    numeric = page.locator("#predict-form input[type=number]").first
+    numeric.fill(numeric.get_attribute("max") or "1")
+    page.locator("#predict-form button[type=submit]").click()
+    page.locator("#predict-result").wait_for(state="visible")
+    shown = page.inner_text("#r-probability")
+    payload = {}
+    for col in cols:
+        control = page.locator(f'[name="{col}"]')
+        value = control.input_value()
+        kind = control.get_attribute("data-kind")
+        payload[col] = (float(value) if value else None) if kind == "number" else (value or None)
+    api = requests.post(f"{url}/predict", json=payload, timeout=10)
+    assert api.status_code == 200, api.text
+    prob = api.json()["probability"]
+    assert shown == f"{prob:.4f}"
+    assert float(page.get_attribute("#r-probability", "data-value")) == pytest.approx(
+        prob, abs=1e-12
+    )
+    assert page.inner_text("#r-version").endswith(f"v{api.json()['model_version']}")
+    assert "ms" in page.inner_text("#r-latency")
+    page.screenshot(path=str(SHOTS / "predict.png"), full_page=True)
+
+    # A value the model never saw comes back as an inline error naming the column.
+    select = page.locator("#predict-form select").first
+    column = select.get_attribute("name")
+    page.evaluate(
+        """(name) => { const s = document.querySelector(`select[name="${name}"]`);
+        s.add(new Option("<b>nope</b>", "<b>nope</b>", true, true)); }""",
+        column,
+    )
+    page.locator("#predict-form button[type=submit]").click()
+    page.locator("#predict-error").wait_for(state="visible")
+    assert column in page.inner_text("#predict-error")
+    assert page.locator("#predict-error b").count() == 0  # shown as text, not markup
+    page.screenshot(path=str(SHOTS / "predict-error.png"), full_page=True)
+
+
+def test_csv_upload_scores_every_row_and_downloads(site, page, tmp_path):
+    url = site["url"]
+    text = sample_csv(12, seed=5)
+    path = tmp_path / "batch.csv"
+    path.write_text(text)
+    page.goto(url + "/ui/predict")
+    page.set_input_files("#csv-file", str(path))
+    page.locator("#csv-form button[type=submit]").click()
+    page.locator("#csv-result").wait_for(state="visible")
+    assert page.inner_text("#csv-summary").startswith("12 rows scored")
+    with page.expect_download() as info:
+        page.click("#csv-download")
+    import pandas as pd
+
+    result = pd.read_csv(info.value.path())
+    api = requests.post(
+        f"{url}/invocations", data=text, headers={"Content-Type": "text/csv"}, timeout=10
+    ).json()["predictions"]
+    assert len(result) == 12
+    assert result["probability"].tolist() == pytest.approx(api, abs=1e-9)
+    assert set(result["decision"]) <= {0, 1}
+    page.screenshot(path=str(SHOTS / "predict-csv.png"), full_page=True)
+
+
+def test_promote_from_models_page_switches_serving(site, page):
+    url, name = site["url"], site["name"]
+    before = serving_version(url)
+    new = add_version(site["uri"], name, before)
+    page.goto(url + "/ui/models")
+    assert page.inner_text("#serving-version") == f"v{before}"
+    assert "serving now" in page.inner_text(f'tr[data-version="{before}"]')
+    page.screenshot(path=str(SHOTS / "models-before.png"), full_page=True)
+
+    button = page.locator(f'button.promote[data-version="{new}"]')
+    page.fill("#admin-token", "wrong-token")
+    button.click()
+    page.locator("#admin-error").wait_for(state="visible")
+    assert "invalid admin token" in page.inner_text("#admin-error")
+    assert serving_version(url) == before
+
+    page.fill("#admin-token", TOKEN)
+    page.fill("#admin-by", "e2e")
+    page.fill("#admin-reason", "<img src=x onerror=alert(1)> better model")
+    button.click()
+    deadline = time.time() + 15
+    while page.inner_text("#serving-version") != f"v{new}":
+        assert time.time() < deadline, "the page never showed the new serving version"
+        page.wait_for_timeout(300)
+    page.wait_for_load_state("load")
+    # Every worker switches within the poll interval; the API answers with the new version.
+    deadline = time.time() + 10
+    while (
+        serving_version(url) != new
+        or requests.post(
+            f"{url}/invocations",
+            data=sample_csv(1, seed=1),
+            headers={"Content-Type": "text/csv"},
+            timeout=5,
+        ).headers.get("X-Model-Version")
+        != new
+    ):
+        assert time.time() < deadline, "the API still answers with the old version"
+        time.sleep(0.3)
+    page.goto(url + "/ui/models")
+    row = page.inner_text(f'tr[data-version="{new}"]')
+    assert "serving now" in row and "Production" in row and "@production" in row
+    assert "e2e" in row and "<img src=x onerror=alert(1)> better model" in row
+    page.screenshot(path=str(SHOTS / "models-after.png"), full_page=True)
+
+
+def run_drift(site, version: str) -> None:
+    """Run the monitoring job over the logged rows (subprocess, like cron would)."""
+    env = dict(site["env"], MLCYCLE_DRIFT_MIN_ROWS="50", MLCYCLE_DRIFT_MLFLOW="false")
+    mlcycle = Path(sys.executable).with_name("mlcycle")
+    done = subprocess.run(
+        [str(mlcycle), "drift", "--last", "300", "--model-version", version],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode in (0, 1), done.stdout[-2000:] + done.stderr[-2000:]
+
+
+def test_drift_report_opens_from_monitoring_page(site, page):
+    url = site["url"]
+    resp = requests.post(
+        f"{url}/invocations",
+        data=sample_csv(300, seed=11),
+        headers={"Content-Type": "text/csv"},
+        timeout=30,
+    )
+    assert resp.status_code == 200, resp.text
+    run_drift(site, resp.headers["X-Model-Version"])
+    page.goto(url + "/ui/monitoring")
+    table = page.inner_text("#drift-runs")
+    assert f"v{resp.headers['X-Model-Version']}" in table
+    assert "last 300" in table.lower() or "300" in table
+    assert page.locator("section.chart svg circle").count() >= 1
+    assert page.locator("section.chart svg rect").count() >= 1  # request volume bars
+    page.screenshot(path=str(SHOTS / "monitoring.png"), full_page=True)
+    page.locator("a.report").first.click()
+    page.wait_for_load_state("load")
+    assert "/ui/reports/" in page.url
+    html = page.content().lower()
+    assert "evidently" in html and "drift" in html
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(SHOTS / "drift-report.png"))
+
+
+def raw_get(url: str, path: str) -> int:
+    """GET a path byte-for-byte (no client-side normalisation of `..`)."""
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=5)
+    conn.request("GET", path)
+    status = conn.getresponse().status
+    conn.close()
+    return status
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/ui/reports/../../etc/passwd",
+        "/ui/reports/..%2F..%2F..%2Fetc%2Fpasswd",
+        "/ui/reports/..%252F..%252Fetc%252Fpasswd",
+        "/ui/reports/%2Fetc%2Fpasswd",
+        "/ui/reports//etc/passwd",
+        "/ui/reports/%2e%2e",
+        "/ui/reports/..",
+        "/ui/reports/drift.prom",
+        "/ui/reports/..%5c..%5cserve.log",
+        "/ui/reports/no-such-report",
+    ],
+)
+def test_report_path_traversal_is_404(site, path):
+    secret = site["root"] / "serve.log"
+    assert secret.exists()
+    assert raw_get(site["url"], path) == 404
+
+
+def test_live_page_shows_request_figures(site, page):
+    url = site["url"]
+    for seed in range(5):
+        requests.post(
+            f"{url}/invocations",
+            data=sample_csv(3, seed=seed),
+            headers={"Content-Type": "text/csv"},
+            timeout=10,
+        )
+    page.goto(url + "/ui/live")
+    page.wait_for_function("document.getElementById('l-rate').textContent !== '–'")
+    assert float(page.inner_text("#l-rate")) > 0
+    assert page.inner_text("#l-p99").endswith("ms")
+    assert page.locator("#l-scores .bar-row").count() >= 10
+    page.screenshot(path=str(SHOTS / "live.png"), full_page=True)

@@ -1,0 +1,326 @@
+"""mlcycle past one machine: MLflow tracking + registry and the prediction log on PostgreSQL.
+
+In: a real PostgreSQL server, either `MLCYCLE_TEST_POSTGRES_URL` (any SQLAlchemy URL of a
+database the user may create databases from, e.g. CI's service container) or a throwaway cluster
+started here with `initdb` + `pg_ctl` from `/usr/lib/postgresql/*/bin` (run as the `postgres` OS
+user when the tests run as root) on a free loopback port. Out: pass/fail of
+
+- the training pipeline logging and registering `credit-risk` in an MLflow store on PostgreSQL,
+  promotion and rollback with `mlcycle.registry` (stage and alias together), and loading
+  `models:/credit-risk@production`;
+- serving's prediction log (`serving.predlog`) writing rows from two writers into PostgreSQL,
+  read back with the documented schema (Contract 2) and by monitoring's log reader.
+
+Skipped, with the reason, when neither the URL nor the PostgreSQL binaries are available.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+TINY = {"rows": 2_000, "epochs": 2, "hidden": (16,)}
+MODEL_NAME = "credit-risk"
+
+
+@dataclass(frozen=True)
+class Databases:
+    """SQLAlchemy URLs of two fresh databases on the server under test."""
+
+    mlflow: str
+    predictions: str
+
+
+# ---------------------------------------------------------------- the server
+
+
+def _pg_bin() -> Path | None:
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+        key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0,
+    )
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _as_cluster_owner(argv: list[str]) -> list[str]:
+    """Run as the `postgres` OS user when we are root (PostgreSQL refuses to run as root)."""
+    if os.geteuid() != 0:
+        return argv
+    return ["runuser", "-u", "postgres", "--", *argv]
+
+
+class _Cluster:
+    """A throwaway PostgreSQL cluster in a temporary folder, trust auth on 127.0.0.1."""
+
+    def __init__(self, bindir: Path) -> None:
+        self.bindir = bindir
+        self.root = Path(tempfile.mkdtemp(prefix="mlcycle-pg-"))
+        self.data = self.root / "data"
+        self.port = _free_port()
+        if os.geteuid() == 0:
+            owner = pwd.getpwnam("postgres")
+            os.chown(self.root, owner.pw_uid, owner.pw_gid)
+
+    def _run(self, *argv: str) -> None:
+        proc = subprocess.run(
+            _as_cluster_owner([str(self.bindir / argv[0]), *argv[1:]]),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"{argv[0]} failed: {proc.stdout[-1500:]}{proc.stderr[-1500:]}")
+
+    def start(self) -> str:
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres",
+                  "-E", "UTF8", "--locale=C", "--no-sync")  # fmt: skip
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
+        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l",
+                  str(self.root / "server.log"), "-w", "-t", "60", "start")  # fmt: skip
+        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/postgres"
+
+    def stop(self) -> None:
+        try:
+            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    """An admin SQLAlchemy URL of a running PostgreSQL server."""
+    url = os.environ.get("MLCYCLE_TEST_POSTGRES_URL")
+    if url:
+        yield url
+        return
+    pytest.importorskip("psycopg2", reason="psycopg2 is needed (pip install -e '.[postgres]')")
+    bindir = _pg_bin()
+    if bindir is None:
+        pytest.skip(
+            "no PostgreSQL: set MLCYCLE_TEST_POSTGRES_URL or install the server "
+            "(Debian package `postgresql`, for initdb/pg_ctl)"
+        )
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root without a `postgres` OS user to own the test cluster")
+    cluster = _Cluster(bindir)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def databases(postgres_url: str) -> Iterator[Databases]:
+    """Two fresh databases (MLflow store, prediction log), dropped afterwards."""
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    prefix = f"mlcycle_test_{uuid.uuid4().hex[:8]}"
+    names = {"mlflow": f"{prefix}_mlflow", "predictions": f"{prefix}_predictions"}
+    with admin.connect() as conn:
+        for name in names.values():
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    base = make_url(postgres_url).set(drivername="postgresql+psycopg2")
+    urls = {k: base.set(database=v).render_as_string(hide_password=False) for k, v in names.items()}
+    try:
+        yield Databases(**urls)
+    finally:
+        with admin.connect() as conn:
+            for name in names.values():
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+# ---------------------------------------------------------------- (a) MLflow on PostgreSQL
+
+
+def test_mlflow_tracking_and_registry_on_postgres(
+    databases: Databases, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Train, register, gate, promote, roll back and load by alias on a PostgreSQL store."""
+    import mlflow
+    import sqlalchemy as sa
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    from mlcycle import registry
+    from pipelines.data import TARGET, generate
+    from pipelines.pipeline import run
+    from pipelines.settings import TrainConfig
+
+    uri = databases.mlflow
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    with _use_tracking_uri(uri):
+        client = mlflow.MlflowClient(uri)
+        client.create_experiment("pg", artifact_location=(tmp_path / "artifacts").as_uri())
+        first = run(TrainConfig(**TINY, experiment="pg", model_name=MODEL_NAME))
+        assert first.version == "1" and first.promoted, first.reason
+
+        # A second version of the same model: registered, then promoted by hand.
+        second = str(mlflow.register_model(first.model_uri, MODEL_NAME).version)
+        entry = registry.promote(MODEL_NAME, second, "production", "pg test", "pytest", client)
+        assert entry["previous"] == "1"
+        assert str(client.get_model_version_by_alias(MODEL_NAME, "production").version) == second
+        found = client.search_model_versions(f"name = '{MODEL_NAME}'")
+        stages = {str(v.version): v.current_stage for v in found}
+        assert stages == {"1": "Archived", second: "Production"}
+        assert registry.resolve_production(client, MODEL_NAME).version == second
+
+        model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@production")
+        rows = generate(n_rows=50, seed=3).drop(columns=[TARGET])
+        probs = np.asarray(model.predict(rows), dtype=float)
+        assert probs.shape == (50,) and np.all((probs >= 0) & (probs <= 1))
+        assert model.metadata.run_id == first.run_id
+
+        back = registry.rollback(MODEL_NAME, reason="pg test", by="pytest", client=client)
+        assert back["version"] == "1"
+        assert client.get_model_version(MODEL_NAME, "1").current_stage == "Production"
+        assert [e["version"] for e in registry.history(MODEL_NAME, client)][-2:] == [second, "1"]
+
+    # The registry really lives in PostgreSQL, not in a file next to the test.
+    engine = sa.create_engine(uri)
+    try:
+        with engine.connect() as conn:
+            versions = conn.execute(
+                sa.text("SELECT version, current_stage FROM model_versions WHERE name = :n"),
+                {"n": MODEL_NAME},
+            ).all()
+            aliases = conn.execute(
+                sa.text("SELECT alias, version FROM registered_model_aliases WHERE name = :n"),
+                {"n": MODEL_NAME},
+            ).all()
+            metrics = conn.execute(
+                sa.text("SELECT key FROM latest_metrics WHERE run_uuid = :r"),
+                {"r": first.run_id},
+            ).scalars()
+            metric_keys = set(metrics)
+    finally:
+        engine.dispose()
+    assert sorted((str(v), s) for v, s in versions) == [("1", "Production"), ("2", "Archived")]
+    assert [(a, str(v)) for a, v in aliases] == [("production", "1")]
+    assert {"val_auc", "test_auc"} <= metric_keys
+
+
+# ---------------------------------------------------------------- (b) prediction log
+
+
+def _rows(writer: int, request: int, n: int) -> list[tuple]:
+    from serving.predlog import build_rows
+
+    names = ("age", "income", "home_ownership")
+    columns = {
+        "age": np.array([30.0 + i for i in range(n)]),
+        "income": np.array([float("nan") if i == 0 else 1000.0 * i for i in range(n)]),
+        "home_ownership": np.array(["RENT"] * n, dtype=object),
+    }
+    predictions = np.linspace(0.1, 0.9, n)
+    return build_rows(
+        f"w{writer}-r{request}", MODEL_NAME, "3", "run-pg", names, columns, predictions
+    )
+
+
+def test_prediction_log_on_postgres(databases: Databases) -> None:
+    """Two writers (two serving processes) share one PostgreSQL table; readers see every row."""
+    import sqlalchemy as sa
+
+    from monitoring.logreader import read_window
+    from monitoring.windows import Window
+    from serving.predlog import PredictionLog, open_store
+
+    url = databases.predictions
+    writers = [PredictionLog(lambda: open_store(url), max_rows=64) for _ in range(2)]
+    acknowledged: list[bool] = []
+
+    def client(writer: int) -> None:
+        for request in range(40):
+            ticket = writers[writer].log(_rows(writer, request, 5))
+            acknowledged.append(ticket.wait(30))
+
+    threads = [threading.Thread(target=client, args=(w,)) for w in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    for writer in writers:
+        writer.close()
+    assert len(acknowledged) == 80 and all(acknowledged)
+
+    engine = sa.create_engine(url)
+    try:
+        inspector = sa.inspect(engine)
+        types = {c["name"]: c["type"] for c in inspector.get_columns("predictions")}
+        assert list(types) == [
+            "id", "ts", "request_id", "model_name", "model_version", "model_run_id", "inputs",
+            "prediction",
+        ]  # fmt: skip
+        assert isinstance(types["id"], sa.Integer)
+        assert isinstance(types["ts"], sa.Float) and isinstance(types["prediction"], sa.Float)
+        assert str(types["ts"]) == "DOUBLE PRECISION"
+        for text_column in ("request_id", "model_name", "model_version", "inputs"):
+            assert isinstance(types[text_column], sa.Text)
+        assert inspector.get_pk_constraint("predictions")["constrained_columns"] == ["id"]
+        indexed = {tuple(i["column_names"]) for i in inspector.get_indexes("predictions")}
+        assert {("model_name", "model_version", "ts"), ("ts",)} <= indexed
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.text("SELECT id, request_id, inputs, prediction FROM predictions ORDER BY id")
+            ).all()
+    finally:
+        engine.dispose()
+
+    assert len(rows) == 400
+    assert len({r.id for r in rows}) == 400
+    per_request: dict[str, list] = {}
+    for row in rows:
+        per_request.setdefault(row.request_id, []).append(row)
+    assert len(per_request) == 80 and all(len(v) == 5 for v in per_request.values())
+    first = sorted(per_request["w1-r7"], key=lambda r: r.id)
+    assert [json.loads(r.inputs) for r in first][:2] == [
+        {"age": 30.0, "income": None, "home_ownership": "RENT"},
+        {"age": 31.0, "income": 1000.0, "home_ownership": "RENT"},
+    ]
+    assert all(
+        math.isclose(r.prediction, p) for r, p in zip(first, np.linspace(0.1, 0.9, 5), strict=True)
+    )
+
+    window = read_window(
+        url, MODEL_NAME, "3", "run-pg", Window(last=300), ["age", "income", "home_ownership"],
+        min_rows=10, cap=0, seed=0,
+    )  # fmt: skip
+    assert window.n_window == 300 and len(window.frame) == 300
+    assert set(window.frame.columns) >= {"age", "income", "home_ownership", "prediction"}
+    newest = sorted(rows, key=lambda r: r.id)[-300:]
+    missing_income = sum(json.loads(r.inputs)["income"] is None for r in newest)
+    assert window.frame["income"].isna().sum() == missing_income > 0
