@@ -13,6 +13,7 @@ JSON is fetched from the log.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import secrets
 import time
@@ -163,10 +164,12 @@ def check(
 
     settings = settings or get_settings()
     started = time.time()
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     configure_mlflow()
     try:
         ref = resolve_model(model_name or settings.model_name, model_version)
         reference = load_reference(ref, settings.sample_rows, settings.seed)
+        _lap("registry + reference", started)
         logged = read_window(
             settings.prediction_log_url,
             ref.name,
@@ -178,10 +181,12 @@ def check(
             settings.sample_rows,
             settings.seed,
         )
+        _lap("prediction log", started)
     except CannotJudge as exc:
         return Outcome(EXIT_CANNOT_JUDGE, f"cannot judge drift: {exc}")
     current = coerce(logged.frame, ref)
     snapshot, result = run_report(current, reference, ref, settings)
+    _lap("evidently", started)
     summary = build_summary(
         ref,
         window,
@@ -193,8 +198,13 @@ def check(
         started,
     )
     _publish(summary, snapshot, settings)
+    _lap("reports + mlflow", started)
     summary["duration_s"] = round(time.time() - started, 3)
     return Outcome(summary["exit_code"], describe(summary, settings), summary)
+
+
+def _lap(step: str, started: float) -> None:
+    log.debug("drift check: %s done at %.2fs", step, time.time() - started)
 
 
 def describe(summary: dict, settings: Settings) -> str:

@@ -50,11 +50,13 @@ class Serving:
         self._expected_workers = int(os.environ.get("MLCYCLE_EXPECTED_WORKERS", "1"))
         if settings.log_predictions:
             url = settings.prediction_log_url
+            sync = settings.log_sync
             self.predlog = PredictionLog(
-                lambda: open_store(url),
+                lambda: open_store(url, sync),
                 settings.log_flush_rows,
                 on_commit=self.metrics.log_rows.inc,
                 on_failure=self.metrics.log_failures.inc,
+                mode=settings.log_mode,
             )
         if model_service is not None:
             self.on_swap(model_service, None)
@@ -303,11 +305,10 @@ class Predictor:
         preds = svc.score(arrays, columns, n)
         predlog = self.serving.predlog
         if predlog is not None:
-            ticket = predlog.log(
-                build_rows(rid, svc.name, svc.version, svc.run_id, svc.schema.names, arrays, preds)
+            rows = build_rows(
+                rid, svc.name, svc.version, svc.run_id, svc.schema.names, arrays, preds
             )
-            self.metrics.queue_depth.set(predlog.depth())
-            if not ticket.wait():
+            if not predlog.write(rows):
                 raise RequestError("prediction log unavailable; nothing was recorded", status=503)
         self.metrics.observe_scores(svc.version, preds)
         if kind == "invocations":

@@ -1,11 +1,12 @@
-"""Durable prediction log (Contract 2): every scored row, group-committed off the request path.
+"""Durable prediction log (Contract 2): every scored row, group-committed.
 
-In: `PredictionLog.log(...)` from request threads with the validated columns and predictions.
+In: `PredictionLog.write(rows)` from request threads (rows from `build_rows`).
 Out: rows in table `predictions` of a SQLite file (WAL; the default) or any SQLAlchemy URL
-(PostgreSQL), written by one writer thread per process that commits everything queued at once.
-`log` returns a `Ticket`; the request waits on it and answers only after its rows are
-committed, so a crash (even `kill -9`) loses no acknowledged row. Several processes may share
-one SQLite file (busy timeout).
+(PostgreSQL). Rows queued while a commit runs go into the next single commit (group commit),
+made by the first waiting request thread ("inline", the default) or by a writer thread
+("thread"). `write` returns once the rows are committed and the request answers only then, so
+a crash (even `kill -9`) loses no acknowledged row. Several processes may share one SQLite
+file (busy timeout).
 """
 
 from __future__ import annotations
@@ -47,22 +48,19 @@ _SQLITE_DDL = (
 
 
 class Ticket:
-    """Completion handle of one `log` call: `wait()` returns once the rows are committed."""
+    """One request's rows on their way to the store."""
 
-    __slots__ = ("_event", "error", "rows")
+    __slots__ = ("event", "error", "rows", "batch")
 
     def __init__(self, rows: list[tuple]) -> None:
-        self._event = threading.Event()
+        self.event = threading.Event()
         self.error: BaseException | None = None
         self.rows = rows
+        self.batch: list[Ticket] | None = None
 
     def done(self, error: BaseException | None = None) -> None:
         self.error = error
-        self._event.set()
-
-    def wait(self, timeout: float | None = 30.0) -> bool:
-        """True when committed; False on a write failure or timeout."""
-        return self._event.wait(timeout) and self.error is None
+        self.event.set()
 
 
 class Store:
@@ -78,26 +76,46 @@ class Store:
 class SqliteStore(Store):
     """A SQLite file in WAL mode; `synchronous=NORMAL` survives process crashes."""
 
-    def __init__(self, path: str, busy_timeout_ms: int = 30_000) -> None:
+    def __init__(
+        self, path: str, busy_timeout_ms: int = 30_000, synchronous: str = "NORMAL"
+    ) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(
             path, timeout=busy_timeout_ms / 1000, check_same_thread=False, isolation_level=None
         )
         self._conn.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
+        if synchronous.upper() not in ("OFF", "NORMAL", "FULL"):
+            raise ValueError(f"synchronous must be OFF, NORMAL or FULL, not {synchronous!r}")
+        self._conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
         for ddl in _SQLITE_DDL:
             self._conn.execute(ddl)
+        self._timeout = busy_timeout_ms / 1000
+        self._conn.execute("PRAGMA busy_timeout=0")
 
     def write(self, rows: list[tuple]) -> None:
         conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
+        self._begin(conn)
         try:
             conn.executemany(_INSERT, rows)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+    def _begin(self, conn: sqlite3.Connection) -> None:
+        # SQLite's own busy handler sleeps 1, 2, 5, 10... ms between tries; with several
+        # worker processes committing small groups that costs more than the commits, so the
+        # write lock is retried here every 100-200 microseconds instead.
+        deadline = time.monotonic() + self._timeout
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.0001)
 
     def close(self) -> None:
         self._conn.close()
@@ -135,10 +153,16 @@ class SqlAlchemyStore(Store):
         self._engine.dispose()
 
 
-def open_store(url: str) -> Store:
-    """A `Store` for a URL: `sqlite:///path` uses sqlite3 directly, anything else SQLAlchemy."""
+def open_store(url: str, synchronous: str = "NORMAL") -> Store:
+    """A `Store` for a URL: `sqlite:///path` uses sqlite3 directly, anything else SQLAlchemy.
+
+    Args:
+        url: SQLAlchemy-style URL.
+        synchronous: SQLite `synchronous` pragma; NORMAL and OFF both survive a killed process
+            (WAL), only FULL also survives power loss.
+    """
     if url.startswith("sqlite:///"):
-        return SqliteStore(url[len("sqlite:///") :])
+        return SqliteStore(url[len("sqlite:///") :], synchronous=synchronous)
     return SqlAlchemyStore(url)
 
 
@@ -178,7 +202,13 @@ def _plain(arr: np.ndarray) -> list:
 
 
 class PredictionLog:
-    """Group-commit writer: requests enqueue rows, one thread commits all queued rows at once."""
+    """Group commit: every row queued while a commit runs goes into the next single commit.
+
+    `write(rows)` returns only after the rows are committed. Two modes, chosen by measurement
+    (docs/serving.md): "inline" (default) lets the first waiting request thread commit the
+    whole queued group, so a lone request pays no thread hand-off; "thread" hands every group
+    to one writer thread. Both commit each group in one transaction.
+    """
 
     def __init__(
         self,
@@ -186,79 +216,119 @@ class PredictionLog:
         max_rows: int = 2048,
         on_commit: Callable[[int], None] | None = None,
         on_failure: Callable[[], None] | None = None,
+        mode: str = "inline",
     ) -> None:
+        if mode not in ("inline", "thread"):
+            raise ValueError(f"unknown prediction log mode {mode!r}")
         self._factory = store_factory
         self._max_rows = max_rows
-        self._queue: queue.SimpleQueue[Ticket | None] = queue.SimpleQueue()
         self._on_commit = on_commit
         self._on_failure = on_failure
-        self._thread = threading.Thread(target=self._run, name="predlog-writer", daemon=True)
-        self._stopped = False
-        self._thread.start()
+        self._mode = mode
+        self._store: Store | None = None
+        self._lock = threading.Lock()
+        self._pending: list[Ticket] = []
+        self._busy = False
+        self._closed = False
+        self._queue: queue.SimpleQueue[Ticket | None] = queue.SimpleQueue()
+        self._thread = None
+        if mode == "thread":
+            self._thread = threading.Thread(target=self._run, name="predlog-writer", daemon=True)
+            self._thread.start()
 
-    def log(self, rows: list[tuple]) -> Ticket:
-        """Queue rows for the next group commit; wait on the returned ticket before answering."""
+    def write(self, rows: list[tuple], timeout: float = 30.0) -> bool:
+        """Commit `rows` (with whatever else is queued); True once committed, False on failure."""
         ticket = Ticket(rows)
-        self._queue.put(ticket)
-        return ticket
+        if self._mode == "thread":
+            self._queue.put(ticket)
+            return ticket.event.wait(timeout) and ticket.error is None
+        with self._lock:
+            if self._busy:
+                self._pending.append(ticket)
+            else:
+                self._busy = True
+                ticket.batch = [ticket]
+        if ticket.batch is None and not ticket.event.wait(timeout):
+            return False
+        if ticket.batch is not None:
+            self._lead(ticket.batch)
+        return ticket.error is None
 
     def depth(self) -> int:
-        """Tickets waiting for the writer."""
-        return self._queue.qsize()
+        """Requests waiting for a commit."""
+        return len(self._pending) + self._queue.qsize()
 
     def close(self, timeout: float = 5.0) -> None:
-        """Commit what is queued, then stop the writer."""
-        if not self._stopped:
-            self._stopped = True
+        """Commit what is queued, then release the store."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread is not None:
             self._queue.put(None)
             self._thread.join(timeout)
+        with self._lock:
+            store, self._store = self._store, None
+        _drop(store)
+
+    def _lead(self, batch: list[Ticket]) -> None:
+        while True:
+            self._commit(batch)
+            with self._lock:
+                if not self._pending:
+                    self._busy = False
+                    return
+                batch, rows = [], 0
+                while self._pending and (
+                    not batch or rows + len(self._pending[0].rows) <= self._max_rows
+                ):
+                    nxt = self._pending.pop(0)
+                    batch.append(nxt)
+                    rows += len(nxt.rows)
+            # Hand the next group to its first request so this one can answer now.
+            batch[0].batch = batch
+            batch[0].event.set()
+            return
 
     def _run(self) -> None:
-        store = None
         while True:
             first = self._queue.get()
-            batch = [] if first is None else [first]
-            rows = len(first.rows) if first else 0
+            if first is None:
+                return
+            batch, rows = [first], len(first.rows)
             while rows < self._max_rows:
                 try:
                     nxt = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if nxt is None:
-                    first = None
-                    break
+                    self._commit(batch)
+                    return
                 batch.append(nxt)
                 rows += len(nxt.rows)
-            if batch:
-                store = self._commit(store, batch)
-            if first is None:
-                if store is not None:
-                    store.close()
-                return
+            self._commit(batch)
 
-    def _commit(self, store: Store | None, batch: list[Ticket]) -> Store | None:
+    def _commit(self, batch: list[Ticket]) -> None:
         rows = [r for t in batch for r in t.rows]
+        error = None
         for attempt in range(3):
             try:
-                if store is None:
-                    store = self._factory()
-                store.write(rows)
+                if self._store is None:
+                    self._store = self._factory()
+                self._store.write(rows)
+                error = None
                 break
             except Exception as exc:
+                error = exc
                 log.warning("prediction log write failed (attempt %d): %s", attempt + 1, exc)
-                store = _drop(store)
-                if attempt == 2:
-                    if self._on_failure:
-                        self._on_failure()
-                    for t in batch:
-                        t.done(exc)
-                    return store
+                self._store = _drop(self._store)
                 time.sleep(0.05 * (attempt + 1))
-        if self._on_commit:
+        if error is not None:
+            if self._on_failure:
+                self._on_failure()
+        elif self._on_commit:
             self._on_commit(len(rows))
         for t in batch:
-            t.done()
-        return store
+            t.done(error)
 
 
 def _drop(store: Store | None) -> None:

@@ -46,6 +46,8 @@ class Settings:
     cache_size: int = 10_000
     log_predictions: bool = True
     log_flush_rows: int = 2048
+    log_mode: str = "inline"
+    log_sync: str = "NORMAL"
     server: str = "granian"
     workers: int = 2
     threads: int = 4
@@ -79,6 +81,8 @@ def get_settings() -> Settings:
         cache=_bool("MLCYCLE_CACHE", True),
         cache_size=int(_env("MLCYCLE_CACHE_SIZE", "10000")),
         log_predictions=_bool("MLCYCLE_LOG_PREDICTIONS", True),
+        log_mode=_env("MLCYCLE_PREDICTION_LOG_MODE", "inline"),
+        log_sync=_env("MLCYCLE_PREDICTION_LOG_SYNC", "NORMAL"),
         server=_env("MLCYCLE_SERVER", "granian"),
         workers=int(_env("MLCYCLE_WORKERS", "2")),
         threads=int(_env("MLCYCLE_THREADS", "4")),

@@ -54,7 +54,9 @@ def trained_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrainedS
     os.environ["MLFLOW_TRACKING_URI"] = uri
     mlflow.set_tracking_uri(uri)
     # Artifacts go next to the database, not into the working folder's ./mlruns.
-    mlflow.MlflowClient(uri).create_experiment("tests", artifact_location=(root / "artifacts").as_uri())
+    mlflow.MlflowClient(uri).create_experiment(
+        "tests", artifact_location=(root / "artifacts").as_uri()
+    )
     result = _train(uri, "tests")
     yield TrainedStore(uri, "credit-risk", str(result.version), result.run_id, root)
     if previous is None:

@@ -92,11 +92,12 @@ def drift_volume_svg(
     now = time.time() if now is None else now
     times = [t for t, _, _ in drift] + [t for t, _ in volume]
     t0 = min(times) if times else now - 86400
-    t1 = max(max(times) + 3600 if volume else max(times, default=now), now)
+    t1 = max([now] + [t for t, _, _ in drift] + [t + 3600 for t, _ in volume])
     height = TOP + 2 * PANEL + GAP + 30
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" '
-        f'width="{WIDTH}" height="{height}" role="img" aria-label="drift share and request volume">',
+        f'width="{WIDTH}" height="{height}" role="img" '
+        'aria-label="drift share and request volume">',
         "<style>.axis{stroke:#888}.tick,.title{font:11px sans-serif;fill:#444}"
         ".title{font-weight:bold}.line{fill:none;stroke:#2463eb;stroke-width:1.5}"
         ".bar{fill:#7aa6f5}.ok{fill:#2e8b57}.drift{fill:#d03030}</style>",

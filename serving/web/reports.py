@@ -32,6 +32,7 @@ class DriftRun:
     model_version: str
     window: str
     verdict: str
+    drift: bool
     drift_share: float | None
     rows: int | None
     has_report: bool
@@ -97,14 +98,15 @@ def _window_text(window: Any) -> str:
     return "" if window is None else str(window)
 
 
-def _verdict(entry: dict) -> str:
+def _verdict(entry: dict) -> tuple[str, bool]:
+    """The verdict as people read it ("no drift") and whether it says drift."""
+    flag = _first(entry, "dataset_drift", "drift_detected")
     value = _first(entry, "verdict", "status")
-    if value is not None:
-        return str(value)
-    drift = _first(entry, "dataset_drift", "drift_detected", "drift")
-    if isinstance(drift, bool):
-        return "drift" if drift else "no drift"
-    return ""
+    if value is None:
+        value = "" if flag is None else ("drift" if flag else "no drift")
+    text = str(value).replace("_", " ")
+    drift = bool(flag) if isinstance(flag, bool) else text.lower() in ("drift", "drift detected")
+    return text, drift
 
 
 def _float(value: Any) -> float | None:
@@ -120,12 +122,14 @@ def _run_from(entry: dict, reports_dir: Path) -> DriftRun | None:
         return None
     run_id = str(run_id)
     rows = _first(entry, "rows", "n_rows", "current_rows", "window_rows")
+    verdict, drift = _verdict(entry)
     return DriftRun(
         id=run_id,
         ts=_ts(_first(entry, "ts", "timestamp", "time", "created_at", "finished_at")),
         model_version=str(_first(entry, "model_version", "version") or ""),
         window=_window_text(_first(entry, "window", "window_description")),
-        verdict=_verdict(entry),
+        verdict=verdict,
+        drift=drift,
         drift_share=_float(_first(entry, "drift_share", "share_of_drifted_columns")),
         rows=int(rows) if isinstance(rows, (int, float)) else None,
         has_report=report_file(reports_dir, run_id) is not None,

@@ -146,7 +146,7 @@ def monitoring_page() -> Response:
     since = max(min(oldest, now - 48 * 3600), now - 14 * 86400)
     volume = charts.hourly_volume(settings.prediction_log_url, since)
     drift = [
-        (r.ts, r.drift_share, r.verdict.lower() == "drift" or r.verdict.lower() == "drift detected")
+        (r.ts, r.drift_share, r.drift)
         for r in runs
         if r.ts and r.drift_share is not None and r.ts >= since
     ]

@@ -257,11 +257,9 @@ def test_promote_from_models_page_switches_serving(site, page):
     page.fill("#admin-token", TOKEN)
     page.fill("#admin-by", "e2e")
     page.fill("#admin-reason", "<img src=x onerror=alert(1)> better model")
-    button.click()
-    deadline = time.time() + 15
-    while page.inner_text("#serving-version") != f"v{new}":
-        assert time.time() < deadline, "the page never showed the new serving version"
-        page.wait_for_timeout(300)
+    # The page waits until the server answers with the new version, then reloads itself.
+    with page.expect_navigation(timeout=30_000):
+        button.click()
     page.wait_for_load_state("load")
     # Every worker switches within the poll interval; the API answers with the new version.
     deadline = time.time() + 10
@@ -277,7 +275,12 @@ def test_promote_from_models_page_switches_serving(site, page):
     ):
         assert time.time() < deadline, "the API still answers with the old version"
         time.sleep(0.3)
+    deadline = time.time() + 10
     page.goto(url + "/ui/models")
+    while page.inner_text("#serving-version") != f"v{new}":  # the other worker, a poll behind
+        assert time.time() < deadline, "the models page never showed the new serving version"
+        page.wait_for_timeout(300)
+        page.goto(url + "/ui/models")
     row = page.inner_text(f'tr[data-version="{new}"]')
     assert "serving now" in row and "Production" in row and "@production" in row
     assert "e2e" in row and "<img src=x onerror=alert(1)> better model" in row
@@ -318,8 +321,11 @@ def test_drift_report_opens_from_monitoring_page(site, page):
     page.locator("a.report").first.click()
     page.wait_for_load_state("load")
     assert "/ui/reports/" in page.url
-    html = page.content().lower()
-    assert "evidently" in html and "drift" in html
+    page.get_by_text("Dataset Drift").first.wait_for()
+    assert "Share of Drifted Columns" in page.inner_text("body")
+    report_id = page.url.rsplit("/", 1)[1]
+    served = requests.get(f"{url}/ui/reports/{report_id}", timeout=10).content
+    assert served == (site["root"] / "reports" / f"{report_id}.html").read_bytes()
     page.wait_for_timeout(1500)
     page.screenshot(path=str(SHOTS / "drift-report.png"))
 

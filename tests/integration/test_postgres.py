@@ -147,13 +147,14 @@ def databases(postgres_url: str) -> Iterator[Databases]:
     import sqlalchemy as sa
     from sqlalchemy.engine import make_url
 
-    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    # SQLAlchemy 2.1 maps a bare `postgresql://` to psycopg 3; the `postgres` extra ships psycopg2.
+    base = make_url(postgres_url).set(drivername="postgresql+psycopg2")
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
     prefix = f"mlcycle_test_{uuid.uuid4().hex[:8]}"
     names = {"mlflow": f"{prefix}_mlflow", "predictions": f"{prefix}_predictions"}
     with admin.connect() as conn:
         for name in names.values():
             conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    base = make_url(postgres_url).set(drivername="postgresql+psycopg2")
     urls = {k: base.set(database=v).render_as_string(hide_password=False) for k, v in names.items()}
     try:
         yield Databases(**urls)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 
 import pytest
@@ -13,15 +14,26 @@ from mlcycle.registry import ProductionState, RegistryError
 NAME = "reg-test"
 
 
-@pytest.fixture
-def client(tmp_path):
+@pytest.fixture(scope="module")
+def template_db(tmp_path_factory):
+    """One store with a model and three versions; creating MLflow's schema takes seconds."""
     import mlflow
 
-    c = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    root = tmp_path_factory.mktemp("registry-template")
+    c = mlflow.MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
     c.create_registered_model(NAME)
     for _ in range(3):
-        c.create_model_version(NAME, source=(tmp_path / "model").as_uri())
-    return c
+        c.create_model_version(NAME, source=(root / "model").as_uri())
+    return root / "mlflow.db"
+
+
+@pytest.fixture
+def client(template_db, tmp_path):
+    """A client on a fresh copy of the template store."""
+    import mlflow
+
+    shutil.copy(template_db, tmp_path / "mlflow.db")
+    return mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
 
 
 def _stage(client, version: str) -> str:
@@ -96,7 +108,7 @@ def test_unknown_model_and_version_are_clear_errors(client):
 
 
 def test_history_stays_bounded_under_the_tag_limit(client):
-    for i in range(60):
+    for i in range(30):
         registry.promote(NAME, str(1 + i % 3), "staging", reason="x" * 300, client=client)
     raw = client.get_registered_model(NAME).tags[registry.HISTORY_TAG]
     assert len(raw) <= registry.HISTORY_MAX_CHARS
@@ -161,3 +173,46 @@ def test_sync_writes_a_ui_alias_change_to_the_stage(client):
 def test_resolve_unknown_model(client):
     with pytest.raises(RegistryError, match="unknown registered model"):
         registry.resolve_production(client, "missing")
+
+
+@pytest.fixture
+def cli(client, monkeypatch):
+    """Run the registry commands as `mlcycle` does, against the test store."""
+    import typer
+    from typer.testing import CliRunner
+
+    from mlcycle import registry_cli
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", client.tracking_uri)
+    app = typer.Typer()
+    for name in ("promote", "rollback", "history"):
+        app.command(name)(getattr(registry_cli, name))
+
+    def invoke(*args: str):
+        return CliRunner().invoke(app, list(args))
+
+    return invoke
+
+
+def test_cli_promote_rollback_history(cli):
+    first = cli("promote", NAME, "1", "--to", "production", "--reason", "launch", "--by", "ann")
+    assert first.exit_code == 0, first.output
+    assert f"{NAME} v1 is now production" in first.output
+    assert cli("promote", NAME, "2").exit_code == 0
+    back = cli("rollback", NAME, "--reason", "regression")
+    assert back.exit_code == 0 and "v1 is now production" in back.output
+    table = cli("history", NAME)
+    assert table.exit_code == 0
+    lines = table.output.strip().splitlines()
+    assert lines[0].split()[:3] == ["AT", "(UTC)", "VERSION"] and len(lines) == 4
+    assert "launch" in lines[1] and "ann" in lines[1]
+    entries = json.loads(cli("history", NAME, "--json").output)
+    assert [e["version"] for e in entries] == ["1", "2", "1"]
+
+
+def test_cli_errors_are_one_line_without_traceback(cli):
+    for args in (("promote", "nope", "1"), ("promote", NAME, "42"), ("rollback", NAME)):
+        result = cli(*args)
+        assert result.exit_code == 1
+        assert "Traceback" not in result.output
+        assert result.output.startswith("error: ")

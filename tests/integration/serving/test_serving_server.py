@@ -1,0 +1,214 @@
+"""The real server against a real trained store: every route, MLflow's client conventions,
+hot reload under load, a broken promotion, kill -9 durability, multi-worker metrics."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+from conftest import ADMIN
+
+pytestmark = pytest.mark.slow
+
+
+def _example(store):
+    import mlflow
+
+    uri = f"models:/{store.model_name}/{store.version}"
+    local = mlflow.artifacts.download_artifacts(uri)
+    rows = pd.DataFrame(mlflow.models.Model.load(local).load_input_example(local))
+    return mlflow.pyfunc.load_model(uri), pd.concat([rows] * 3, ignore_index=True).head(5)
+
+
+def test_every_route_and_mlflow_format(trained_store, start_server):
+    server = start_server()
+    url = server.url
+    model, rows = _example(trained_store)
+    expected = np.asarray(model.predict(rows), dtype=float).ravel()
+    recs = json.loads(rows.to_json(orient="records"))
+    split = json.loads(rows.to_json(orient="split", index=False))
+    bodies = {"dataframe_split": split, "dataframe_records": recs, "instances": recs,
+              "inputs": {k: [r[k] for r in recs] for k in recs[0]}}
+    for key, body in bodies.items():
+        r = requests.post(url + "/invocations", json={key: body}, timeout=10)
+        assert r.status_code == 200, (key, r.text)
+        assert r.headers["X-Model-Version"] == trained_store.version
+        np.testing.assert_allclose(r.json()["predictions"], expected, atol=1e-6)
+    r = requests.post(url + "/invocations", data=rows.to_csv(index=False),
+                      headers={"Content-Type": "text/csv"}, timeout=10)
+    np.testing.assert_allclose(r.json()["predictions"], expected, atol=1e-6)
+
+    one = requests.post(url + "/predict", json=recs[0], timeout=10).json()
+    assert one["probability"] == pytest.approx(expected[0], abs=1e-6)
+    assert one["model_version"] == trained_store.version
+
+    name = trained_store.model_name
+    meta = requests.get(f"{url}/v2/models/{name}", timeout=10).json()
+    inputs = [{"name": m["name"], "datatype": m["datatype"], "shape": [len(recs)],
+               "data": [r[m["name"]] for r in recs]} for m in meta["inputs"]]
+    v2 = requests.post(f"{url}/v2/models/{name}/versions/{trained_store.version}/infer",
+                       json={"inputs": inputs}, timeout=10).json()
+    np.testing.assert_allclose(v2["outputs"][0]["data"], expected, atol=1e-6)
+    assert requests.post(f"{url}/v2/models/{name}/infer", json={"inputs": inputs},
+                         timeout=10).status_code == 200
+    for path in ("/ping", "/health", "/version", "/metrics", "/openapi.json",
+                 "/v2/health/live", "/v2/health/ready", f"/v2/models/{name}/ready"):
+        assert requests.get(url + path, timeout=10).status_code == 200, path
+    assert requests.post(url + "/admin/reload", timeout=10).status_code == 401
+    assert requests.post(url + "/admin/reload", headers={"X-Admin-Token": ADMIN},
+                         timeout=30).status_code == 200
+    huge = '{"instances": [' + ",".join([json.dumps(recs[0])] * 120_000) + "]}"
+    r = requests.post(url + "/invocations", data=huge, timeout=30,
+                      headers={"Content-Type": "application/json"})
+    assert r.status_code == 413
+
+
+def _hammer(url, body, stop, seen, fails, lock):
+    s = requests.Session()
+    while time.time() < stop:
+        try:
+            r = s.post(url + "/invocations", json=body, timeout=10)
+            with lock:
+                if r.status_code == 200:
+                    seen.append((time.time(), r.headers.get("X-Model-Version")))
+                else:
+                    fails.append(r.status_code)
+        except requests.RequestException as exc:
+            with lock:
+                fails.append(repr(exc)[:80])
+        time.sleep(0.002)
+
+
+def test_hot_reload_under_load_and_broken_promotion(trained_store, train_another_version,
+                                                    start_server):
+    from mlcycle.registry import promote
+
+    v2 = train_another_version(promote_margin=1.0, seed=7)
+    promote(trained_store.model_name, trained_store.version, "production", "test baseline")
+    server = start_server()
+    _, rows = _example(trained_store)
+    body = {"dataframe_records": json.loads(rows.head(1).to_json(orient="records"))}
+    seen, fails, lock = [], [], threading.Lock()
+    stop = time.time() + 14
+    threads = [threading.Thread(target=_hammer, args=(server.url, body, stop, seen, fails, lock))
+               for _ in range(6)]
+    [t.start() for t in threads]
+    time.sleep(3)
+    t0 = time.time()
+    promote(trained_store.model_name, v2, "production", "test hot reload")
+    [t.join() for t in threads]
+    assert not fails, fails[:5]
+    versions = {v for _, v in seen}
+    assert versions <= {trained_store.version, v2}, versions
+    first_v2 = min(t for t, v in seen if v == v2)
+    assert first_v2 - t0 <= 10
+
+    broken = _register_broken_version(trained_store)
+    promote(trained_store.model_name, broken, "production", "test broken")
+    requests.post(server.url + "/admin/reload", headers={"X-Admin-Token": ADMIN}, timeout=60)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        metrics = requests.get(server.url + "/metrics", timeout=10).text
+        if f'mlcycle_model_load_failures_total{{model_version="{broken}"}}' in metrics:
+            break
+        time.sleep(0.5)
+    assert f'mlcycle_model_load_failures_total{{model_version="{broken}"}}' in metrics
+    r = requests.post(server.url + "/invocations", json=body, timeout=10)
+    assert r.status_code == 200 and r.headers["X-Model-Version"] == v2
+    ready = requests.get(server.url + "/v2/health/ready", timeout=10).json()
+    assert ready["ready"] and ready["model_version"] == v2
+    detail = requests.get(server.url + "/health", timeout=10).json()
+    assert detail["last_load_error"]["version"] == broken
+    promote(trained_store.model_name, v2, "production", "test restore")
+
+
+def _register_broken_version(store) -> str:
+    """A new version whose weights file is garbage: loading it fails."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    import mlflow
+
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{store.model_name}/1"))
+    target = Path(tempfile.mkdtemp()) / "broken"
+    shutil.copytree(local, target)
+    for f in target.rglob("*.npz"):
+        f.write_bytes(b"not a numpy file")
+    client = mlflow.MlflowClient()
+    mv = client.create_model_version(store.model_name, str(target), run_id=store.run_id)
+    deadline = time.time() + 30
+    while client.get_model_version(store.model_name, mv.version).status != "READY" and \
+            time.time() < deadline:
+        time.sleep(0.2)
+    return str(mv.version)
+
+
+def test_kill9_loses_no_acknowledged_row(trained_store, start_server):
+    server = start_server(workers=2)
+    _, rows = _example(trained_store)
+    body = {"dataframe_records": json.loads(rows.head(2).to_json(orient="records"))}
+    acked, lock = [], threading.Lock()
+    stop = time.time() + 20
+
+    def client():
+        s = requests.Session()
+        while time.time() < stop:
+            rid = uuid.uuid4().hex
+            try:
+                r = s.post(server.url + "/invocations", json=body, timeout=5,
+                           headers={"X-Request-ID": rid})
+            except requests.RequestException:
+                return
+            if r.status_code == 200:
+                with lock:
+                    acked.append(rid)
+
+    threads = [threading.Thread(target=client) for _ in range(6)]
+    [t.start() for t in threads]
+    time.sleep(3)
+    server.kill9()
+    [t.join() for t in threads]
+    assert len(acked) > 50
+    conn = sqlite3.connect(server.log_db)
+    logged = {r[0] for r in conn.execute("SELECT DISTINCT request_id FROM predictions")}
+    missing = [rid for rid in acked if rid not in logged]
+    assert not missing, f"{len(missing)} acknowledged requests not in the log"
+    per_request = conn.execute("SELECT COUNT(*) FROM predictions WHERE request_id = ?",
+                               (acked[0],)).fetchone()[0]
+    assert per_request == 2
+
+
+def test_metrics_add_up_across_workers(trained_store, start_server):
+    server = start_server(workers=2, MLCYCLE_CACHE="false")
+    _, rows = _example(trained_store)
+    body = {"instances": json.loads(rows.head(1).to_json(orient="records"))}
+    n = 120
+    pids = set()
+
+    def send(k):
+        s = requests.Session()
+        for _ in range(k):
+            assert s.post(server.url + "/invocations", json=body, timeout=10).status_code == 200
+
+    threads = [threading.Thread(target=send, args=(n // 4,)) for _ in range(4)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    text = requests.get(server.url + "/metrics", timeout=10).text
+    total = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                if line.startswith("mlcycle_requests_total{") and 'route="/invocations"' in line
+                and 'status="200"' in line)
+    assert total == n
+    logged = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                 if line.startswith("mlcycle_prediction_log_rows_total"))
+    assert logged == n
+    ready = [line for line in text.splitlines() if line.startswith("mlcycle_model_ready")]
+    assert ready and float(ready[0].rsplit(" ", 1)[1]) == 1.0
+    assert pids is not None

@@ -1,0 +1,77 @@
+"""The Evidently report on small frames: shifted columns are named, clean data is not drifted."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from monitoring.drift import run_report, summarise
+from monitoring.reference import ModelRef, coerce
+from monitoring.settings import Settings
+
+
+def _data(n: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "a": rng.normal(shift, 1, n),
+            "b": rng.normal(0, 1, n),
+            "c": rng.gamma(2, 2, n) + shift * 2,
+            "d": rng.normal(5, 2, n),
+            "kind": rng.choice(["x", "y", "z"], n),
+            "prediction": rng.random(n),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def ref() -> ModelRef:
+    return ModelRef("m", "1", "r", "runs:/r/ref.parquet", ["a", "b", "c", "d"], ["kind"])
+
+
+def _settings(tmp_path) -> Settings:
+    return Settings(prediction_log_url="sqlite://", reports_dir=tmp_path, drift_share=0.25)
+
+
+def test_shifted_columns_are_named_and_verdict_is_drift(ref: ModelRef, tmp_path) -> None:
+    reference = coerce(_data(3000, 1), ref)
+    current = coerce(_data(1500, 2, shift=1.0), ref)
+    snapshot, result = run_report(current, reference, ref, _settings(tmp_path))
+    assert result.drifted_columns == ["a", "c"]
+    assert result.drift_share == pytest.approx(2 / 5)
+    assert result.dataset_drift is True
+    by_name = {c.column: c for c in result.columns}
+    assert by_name["a"].method.startswith("Wasserstein") and by_name["a"].score > 0.5
+    assert by_name["kind"].kind == "categorical"
+    assert result.prediction is not None and result.prediction.drifted is False
+    assert set(result.missing) == set(ref.columns)
+    assert "<html" in snapshot.get_html_str(as_iframe=False).lower()
+
+
+def test_clean_window_has_no_drift(ref: ModelRef, tmp_path) -> None:
+    reference = coerce(_data(3000, 1), ref)
+    current = coerce(_data(1500, 3), ref)
+    _, result = run_report(current, reference, ref, _settings(tmp_path))
+    assert result.drifted_columns == [] and result.dataset_drift is False
+
+
+def test_summarise_reads_by_metric_type_not_position(ref: ModelRef) -> None:
+    snapshot = {
+        "metrics": [
+            {"id": "2", "config": {"type": "evidently:metric_v2:ValueDrift", "column": "b",
+                                   "method": "K-S p_value", "threshold": 0.05}, "value": 0.01},
+            {"id": "9", "config": {"type": "evidently:metric_v2:DatasetMissingValueCount"},
+             "value": {"count": 0, "share": 0.0}},
+            {"id": "1", "config": {"type": "evidently:metric_v2:DriftedColumnsCount"},
+             "value": {"count": 1, "share": 0.2}},
+            {"id": "3", "config": {"type": "evidently:metric_v2:ValueDrift", "column": "a",
+                                   "method": "K-S p_value", "threshold": 0.05}, "value": 0.5},
+        ],
+        "tests": [{"metric_config": {"metric_id": "2"}, "status": "FAIL"},
+                  {"metric_config": {"metric_id": "3"}, "status": "SUCCESS"}],
+    }
+    result = summarise(snapshot, ref, 0.25)
+    assert [c.column for c in result.columns] == ["a", "b"]
+    assert result.drifted_columns == ["b"] and result.drift_share == 0.2
+    assert result.dataset_drift is False

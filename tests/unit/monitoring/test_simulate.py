@@ -1,0 +1,72 @@
+"""Traffic simulation: loopback-only by default, bounded, counts versions; CSV writer."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from flask import Flask, jsonify, request
+from werkzeug.serving import make_server
+
+from monitoring.simulate import SimulateError, check_url, send_traffic, write_csv
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[str, list]]:
+    """A stand-in /invocations on a free loopback port; fails every third request."""
+    app, seen = Flask("stand-in"), []
+
+    @app.post("/invocations")
+    def invocations():
+        body = request.get_json()
+        seen.append(len(body["dataframe_records"]))
+        if len(seen) % 3 == 0:
+            return jsonify(error_code="BAD_REQUEST"), 400
+        resp = jsonify(predictions=[0.5] * len(body["dataframe_records"]))
+        resp.headers["X-Model-Version"] = "7"
+        return resp
+
+    srv = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{srv.server_port}", seen
+    srv.shutdown()
+    thread.join(5)
+
+
+def test_remote_urls_are_refused_unless_allowed() -> None:
+    assert check_url("http://127.0.0.1:5001/", False) == "http://127.0.0.1:5001"
+    assert check_url("http://localhost:1", False) == "http://localhost:1"
+    assert check_url("http://[::1]:1", False) == "http://[::1]:1"
+    with pytest.raises(SimulateError, match="loopback"):
+        check_url("http://example.com:5001", False)
+    assert check_url("http://example.com:5001", True) == "http://example.com:5001"
+    with pytest.raises(SimulateError):
+        check_url("ftp://127.0.0.1", False)
+
+
+def test_traffic_is_bounded_and_summarised(server) -> None:
+    url, seen = server
+    summary = send_traffic(url, drift=0.5, rate=50, duration_s=0.2, batch=4, progress=False)
+    assert summary.sent == 10 == len(seen)  # rate x duration requests, no more
+    assert all(n == 4 for n in seen)
+    assert summary.failed == 3 and summary.ok == 7 and summary.rows == 28
+    assert summary.versions == {"7": 7}  # the stand-in names it on 2xx only
+    assert "HTTP 400" in summary.errors[0]
+    assert "sent 10 requests" in summary.line()
+
+
+def test_unreachable_server_counts_failures() -> None:
+    summary = send_traffic("http://127.0.0.1:9", 0.0, rate=20, duration_s=0.1, progress=False)
+    assert summary.sent == 2 and summary.failed == 2 and summary.ok == 0
+
+
+def test_write_csv(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "out" / "data.csv", rows=50, seed=1, drift=0.3)
+    frame = pd.read_csv(path)
+    assert len(frame) == 50 and "default" in frame.columns
+    with pytest.raises(SimulateError):
+        write_csv(tmp_path / "bad.csv", rows=5, seed=1, drift=2.0)

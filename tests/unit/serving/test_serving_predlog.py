@@ -1,0 +1,97 @@
+"""The prediction log: schema of Contract 2, group commit, durability across processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+import threading
+
+import numpy as np
+import pytest
+
+from serving.predlog import PredictionLog, SqliteStore, build_rows, open_store
+
+
+class CountingStore(SqliteStore):
+    def __init__(self, path):
+        super().__init__(path)
+        self.commits = 0
+
+    def write(self, rows):
+        self.commits += 1
+        super().write(rows)
+
+
+def _rows(rid, n=1):
+    cols = {"a": np.arange(n, dtype=float), "b": np.array(["x"] * n, dtype=object)}
+    return build_rows(rid, "m", "1", "run", ("a", "b"), cols, np.full(n, 0.25))
+
+
+def test_schema_matches_contract(tmp_path):
+    open_store(f"sqlite:///{tmp_path / 'p.db'}").write(_rows("r1", 2))
+    conn = sqlite3.connect(tmp_path / "p.db")
+    cols = [r[1] for r in conn.execute("PRAGMA table_info(predictions)")]
+    assert cols == ["id", "ts", "request_id", "model_name", "model_version", "model_run_id",
+                    "inputs", "prediction"]
+    idx = {r[1] for r in conn.execute("PRAGMA index_list(predictions)")}
+    assert {"ix_predictions_model_ts", "ix_predictions_ts"} <= idx
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("SELECT inputs FROM predictions").fetchone()[0] == '{"a":0.0,"b":"x"}'
+
+
+def test_missing_numbers_are_logged_as_null():
+    rows = build_rows("r", "m", "1", "run", ("a",), {"a": np.array([np.nan])}, np.array([0.5]))
+    assert rows[0][5] == '{"a":null}'
+
+
+@pytest.mark.parametrize("mode", ["inline", "thread"])
+def test_group_commit_under_concurrency(tmp_path, mode):
+    stores = []
+
+    def factory():
+        stores.append(CountingStore(str(tmp_path / "p.db")))
+        return stores[-1]
+
+    log = PredictionLog(factory, mode=mode)
+    results = []
+
+    def worker(k):
+        for i in range(50):
+            results.append(log.write(_rows(f"{k}-{i}")))
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    log.close()
+    assert all(results) and len(results) == 400
+    count = sqlite3.connect(tmp_path / "p.db").execute("SELECT COUNT(*) FROM predictions")
+    assert count.fetchone()[0] == 400
+    assert stores[0].commits < 400  # rows queued during a commit shared the next one
+
+
+def test_write_failure_is_reported_not_raised(tmp_path):
+    def broken():
+        raise OSError("disk gone")
+
+    failures = []
+    log = PredictionLog(broken, on_failure=lambda: failures.append(1))
+    assert log.write(_rows("r")) is False
+    assert failures == [1]
+
+
+def _child(path, k):
+    log = PredictionLog(lambda: open_store(f"sqlite:///{path}"))
+    for i in range(100):
+        assert log.write(_rows(f"p{k}-{i}"))
+    log.close()
+
+
+def test_several_processes_share_one_sqlite_file(tmp_path):
+    path = str(tmp_path / "p.db")
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_child, args=(path, k)) for k in range(3)]
+    [p.start() for p in procs]
+    [p.join(60) for p in procs]
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    n = sqlite3.connect(path).execute("SELECT COUNT(DISTINCT request_id) FROM predictions")
+    assert n.fetchone()[0] == 300

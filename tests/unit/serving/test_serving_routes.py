@@ -1,0 +1,96 @@
+"""Ops routes, auth, admin token, metrics and the OpenAPI document of the serving app."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from conftest import ROW, make_service
+
+from serving.app import create_app
+
+
+def test_ops_routes(client):
+    assert client.get("/ping").status_code == 200
+    health = client.get("/health").get_json()
+    assert health["ready"] and health["model_version"] == "1"
+    assert client.get("/v2/health/live").get_json() == {"live": True}
+    ready = client.get("/v2/health/ready")
+    assert ready.status_code == 200 and ready.headers["X-Model-Version"] == "1"
+    assert client.get("/version").get_json()["model_version"] == "1"
+    assert client.get("/nope").status_code == 404
+    assert client.get("/invocations").status_code == 405
+
+
+def test_openapi_covers_every_route(client):
+    doc = client.get("/openapi.json").get_json()
+    assert doc["openapi"].startswith("3.")
+    for path in ("/invocations", "/predict", "/v2/health/live", "/v2/health/ready",
+                 "/v2/models/{name}", "/v2/models/{name}/ready", "/v2/models/{name}/infer",
+                 "/v2/models/{name}/versions/{version}/infer", "/ping", "/health", "/version",
+                 "/metrics", "/openapi.json", "/admin/reload"):
+        assert path in doc["paths"], path
+    row = doc["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
+    assert set(row["schema"]["oneOf"][0]["properties"]) == set(ROW)
+
+
+def test_metrics_count_requests_and_append_drift(client, settings, tmp_path):
+    client.post("/invocations", json={"instances": [ROW]})
+    client.post("/invocations", data="{", content_type="application/json")
+    reports = tmp_path / "reports"
+    reports.mkdir(exist_ok=True)
+    (reports / "drift.prom").write_text(
+        'mlcycle_drift_detected{model_name="credit-risk",model_version="1"} 1\n')
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'mlcycle_requests_total{method="POST",model_version="1",route="/invocations",' \
+           'status="200"}' in text
+    assert 'status="400"' in text
+    assert "mlcycle_prediction_score_bucket" in text
+    assert 'mlcycle_model_info{model_name="credit-risk",model_version="1",run_id="run-1"} 1.0' \
+        in text
+    assert "mlcycle_prediction_log_rows_total" in text
+    assert text.rstrip().endswith(
+        'mlcycle_drift_detected{model_name="credit-risk",model_version="1"} 1')
+
+
+def test_api_keys_guard_prediction_routes_only(settings):
+    app = create_app(dataclasses.replace(settings, api_keys=("k1", "k2")), make_service())
+    c = app.test_client()
+    assert c.post("/invocations", json={"instances": [ROW]}).status_code == 401
+    assert c.post("/invocations", json={"instances": [ROW]},
+                  headers={"X-API-Key": "bad"}).status_code == 403
+    assert c.post("/invocations", json={"instances": [ROW]},
+                  headers={"X-API-Key": "k2"}).status_code == 200
+    assert c.post("/predict", json=ROW, headers={"Authorization": "Bearer k1"}).status_code == 200
+    assert c.get("/v2/health/ready").status_code == 200
+    app.extensions["mlcycle"].close()
+
+
+def test_admin_reload_needs_the_token(client, settings):
+    assert client.post("/admin/reload").status_code == 401
+    assert client.post("/admin/reload", headers={"X-Admin-Token": "wrong"}).status_code == 403
+    ok = client.post("/admin/reload", headers={"Authorization": "Bearer admin-secret"})
+    assert ok.status_code == 200
+
+
+def test_admin_disabled_without_a_token(settings):
+    app = create_app(dataclasses.replace(settings, admin_token=None), make_service())
+    resp = app.test_client().post("/admin/reload", headers={"X-Admin-Token": "anything"})
+    assert resp.status_code == 403
+    app.extensions["mlcycle"].close()
+
+
+def test_not_ready_until_a_model_is_loaded(settings, monkeypatch):
+    import serving.app as app_module
+
+    app = create_app(settings)  # no model and no watcher: never ready
+    serving = app.extensions["mlcycle"]
+    monkeypatch.setattr(serving.state.ready, "wait", lambda timeout=None: False)
+    c = app.test_client()
+    assert c.get("/v2/health/ready").status_code == 503
+    assert c.get("/ping").status_code == 503
+    assert c.post("/invocations", json={"instances": [ROW]}).status_code == 503
+    serving.state.swap(make_service("3"))
+    assert c.get("/v2/health/ready").status_code == 200
+    assert c.post("/invocations", json={"instances": [ROW]}).headers["X-Model-Version"] == "3"
+    assert app_module  # the module stays importable without MLflow configured
+    serving.close()
