@@ -34,6 +34,8 @@ from pathlib import Path
 import typer
 
 ROOT = Path(__file__).resolve().parents[1]
+# Run as a script, this folder leads sys.path and its serving.py would shadow the package.
+sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
 MODEL = "credit-risk-bench"
 SHIFTED = ["age", "income", "employment_years", "loan_amount"]
 SCENARIOS = {"clean": (11, 0.0), "drift-0.5": (12, 0.5), "shift": (13, 0.0)}
@@ -100,7 +102,9 @@ def _setup_store(work: Path, ref_rows: int) -> tuple[str, str]:
         )
     mv = mlflow.register_model(info.model_uri, MODEL)
     client.set_model_version_tag(
-        MODEL, mv.version, "mlcycle.reference_uri",
+        MODEL,
+        mv.version,
+        "mlcycle.reference_uri",
         f"runs:/{run.info.run_id}/reference/reference.parquet",
     )
     client.set_registered_model_alias(MODEL, "production", mv.version)
@@ -114,8 +118,9 @@ def _write_logs(work: Path, sizes: list[int], scenarios: list[str], run_id: str)
     for name in scenarios:
         frame = _scenario_frame(name, n)
         started = time.time()
-        append_rows(work / f"log-{name}.db", frame, _score(frame), MODEL, "1", run_id,
-                    ts=time.time())
+        append_rows(
+            work / f"log-{name}.db", frame, _score(frame), MODEL, "1", run_id, ts=time.time()
+        )
         typer.echo(f"  log {name}: {n} rows written in {time.time() - started:.1f}s", err=True)
 
 
@@ -151,17 +156,27 @@ def child_job(last: int = typer.Option(...)) -> None:
     if result.exit_code not in (0, 1):
         raise SystemExit(f"drift exited {result.exit_code}: {result.output[-2000:]}")
     summary = json.loads(result.stdout[result.stdout.index("{") :])
-    print(json.dumps({
-        "wall_s": wall, "rss_mb": _max_rss_mb(), "dataset_drift": summary["dataset_drift"],
-        "drift_share": summary["drift_share"], "drifted": summary["drifted_columns"],
-        "rows_current": summary["rows"]["current"], "rows_reference": summary["rows"]["reference"],
-    }))
+    print(
+        json.dumps(
+            {
+                "wall_s": wall,
+                "rss_mb": _max_rss_mb(),
+                "dataset_drift": summary["dataset_drift"],
+                "drift_share": summary["drift_share"],
+                "drifted": summary["drifted_columns"],
+                "rows_current": summary["rows"]["current"],
+                "rows_reference": summary["rows"]["reference"],
+            }
+        )
+    )
 
 
 @app.command("full", hidden=True)
 def child_full(
-    log_path: Path = typer.Option(...), reference: Path = typer.Option(...),
-    last: int = typer.Option(...), drift_share: float = typer.Option(0.25),
+    log_path: Path = typer.Option(...),
+    reference: Path = typer.Option(...),
+    last: int = typer.Option(...),
+    drift_share: float = typer.Option(0.25),
     html: Path = typer.Option(...),
 ) -> None:
     """Child: plain full Evidently run on the same last N rows and the whole reference."""
@@ -182,7 +197,8 @@ def child_full(
     cat = [c for c in ref.columns if ref[c].dtype == object]
     num = [c for c in ref.columns if c not in cat]
     definition = DataDefinition(numerical_columns=num, categorical_columns=cat)
-    snapshot = Report([DataDriftPreset(columns=num + cat, drift_share=drift_share)], include_tests=True).run(
+    preset = DataDriftPreset(columns=num + cat, drift_share=drift_share)
+    snapshot = Report([preset], include_tests=True).run(
         current_data=Dataset.from_pandas(current[num + cat], data_definition=definition),
         reference_data=Dataset.from_pandas(ref[num + cat], data_definition=definition),
     )
@@ -197,19 +213,31 @@ def child_full(
         elif kind == "ValueDrift" and metric["id"] in failed:
             drifted.append(metric["config"]["column"])
     order = {c: i for i, c in enumerate(num + cat)}
-    print(json.dumps({
-        "wall_s": time.perf_counter() - started, "rss_mb": _max_rss_mb(),
-        "dataset_drift": share >= drift_share, "drift_share": share,
-        "drifted": sorted(drifted, key=order.get),
-    }))
+    print(
+        json.dumps(
+            {
+                "wall_s": time.perf_counter() - started,
+                "rss_mb": _max_rss_mb(),
+                "dataset_drift": share >= drift_share,
+                "drift_share": share,
+                "drifted": sorted(drifted, key=order.get),
+            }
+        )
+    )
 
 
 def _fmt_row(r: dict) -> str:
     full = r.get("full")
     job = r["job"]
-    same = "-" if not full else (
-        "yes" if full["dataset_drift"] == job["dataset_drift"]
-        and sorted(full["drifted"]) == sorted(job["drifted"]) else "**NO**"
+    same = (
+        "-"
+        if not full
+        else (
+            "yes"
+            if full["dataset_drift"] == job["dataset_drift"]
+            and sorted(full["drifted"]) == sorted(job["drifted"])
+            else "**NO**"
+        )
     )
     full_t = f"{full['wall_s']:.1f}" if full else "skipped"
     full_m = f"{full['rss_mb']:.0f}" if full else "-"
@@ -265,25 +293,53 @@ def main(
     work = Path(workdir or tempfile.mkdtemp(prefix="mlcycle-drift-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     typer.echo(f"set-up in {work}", err=True)
-    uri, run_id = _setup_store(work, reference_rows)
-    _write_logs(work, size_list, names, run_id)
-    env_base = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLCYCLE_MODEL_NAME": MODEL,
-                "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    setup = work / "setup.json"
+    if setup.exists():  # reuse a kept --workdir: same store, same logs
+        uri, run_id = json.loads(setup.read_text())
+    else:
+        uri, run_id = _setup_store(work, reference_rows)
+        setup.write_text(json.dumps([uri, run_id]))
+    _write_logs(work, size_list, [n for n in names if not (work / f"log-{n}.db").exists()], run_id)
+    env_base = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": uri,
+        "MLCYCLE_MODEL_NAME": MODEL,
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    }
     results = []
     for name in names:
         log_path = work / f"log-{name}.db"
         for n in size_list:
-            env = {**env_base, "MLCYCLE_PREDICTION_LOG_URL": f"sqlite:///{log_path}",
-                   "MLCYCLE_REPORTS_DIR": str(work / f"reports-{name}-{n}")}
+            env = {
+                **env_base,
+                "MLCYCLE_PREDICTION_LOG_URL": f"sqlite:///{log_path}",
+                "MLCYCLE_REPORTS_DIR": str(work / f"reports-{name}-{n}"),
+            }
             job = _child(["job", "--last", str(n)], env)
             full = None
             if n <= full_max:
-                full = _child(["full", "--log-path", str(log_path), "--reference",
-                               str(work / "reference.parquet"), "--last", str(n),
-                               "--html", str(work / f"full-{name}-{n}.html")], env)
+                full = _child(
+                    [
+                        "full",
+                        "--log-path",
+                        str(log_path),
+                        "--reference",
+                        str(work / "reference.parquet"),
+                        "--last",
+                        str(n),
+                        "--html",
+                        str(work / f"full-{name}-{n}.html"),
+                    ],
+                    env,
+                )
             results.append({"scenario": name, "rows": n, "job": job, "full": full})
             typer.echo(_fmt_row(results[-1]), err=True)
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    machine = (
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"load average at the end {load} (shared machine)"
+    )
     text = _table(results, reference_rows, machine, full_max)
     typer.echo(text)
     (work / "results.json").write_text(json.dumps(results, indent=2))

@@ -5,25 +5,25 @@ Out: a `LogWindow`: the window's row count and time span and a DataFrame of the 
 inputs and predictions.
 
 Cheap by design, so a check over a million logged rows stays in seconds and in bounded memory:
-first only the ids (and times) of the window are read, through the `(model_name, model_version,
-ts)` index; when the window holds more rows than the cap, a uniform random sample of ids is
-drawn; only those rows' `inputs` JSON is then fetched (in chunks by id) and parsed with orjson.
+the window is counted in SQL (COUNT/MIN/MAX over the `(model_name, model_version, ts)` index;
+for `--last N` the N-th newest id bounds it); when it holds more rows than the cap, the database
+itself keeps an evenly spread, hash-selected ~cap of them (`sample_condition`), so only those
+rows' `inputs` JSON crosses into Python (streamed in chunks) and is parsed with orjson.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from monitoring.windows import Window
 
 log = logging.getLogger(__name__)
 
-_FETCH_CHUNK = 900  # ids per `IN (...)` query: below SQLite's bound-parameter limit everywhere
+_FETCH_CHUNK = 5_000  # rows per fetch while streaming
 
 
 class LogError(Exception):
@@ -99,75 +99,70 @@ def _safe(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def window_ids(engine: Any, model_name: str, model_version: str, window: Window) -> tuple:
-    """Ids and times of the window's rows for one model version.
+# Hash-based sampling in SQL: a row is kept iff (id * _MULT + seed) mod _MOD < k, with _MOD
+# prime, so consecutive ids map to evenly spread residues and a window keeps ~k/_MOD of its rows
+# spread evenly over it, without sending the other ids to Python.
+_MULT, _MOD = 2654435761, 1_000_003
 
-    Args:
-        engine: the log's engine.
-        model_name: registered model name.
-        model_version: registry version.
-        window: the window.
 
-    Returns:
-        (ids, ts) as numpy arrays.
-    """
+def _window_filter(conn: Any, model_name: str, model_version: str, window: Window) -> tuple:
+    """SQL condition and parameters selecting the window's rows of one model version."""
     import sqlalchemy as sa
 
     params: dict[str, Any] = {"m": model_name, "v": str(model_version)}
     where = "model_name = :m AND model_version = :v"
-    if window.last is not None:
-        sql = f"SELECT id, ts FROM predictions WHERE {where} ORDER BY id DESC LIMIT :n"
-        params["n"] = int(window.last)
-    else:
-        sql = f"SELECT id, ts FROM predictions WHERE {where} AND ts >= :a AND ts < :b"
+    if window.last is None:
         params.update(a=float(window.start), b=float(window.end))
-    ids: list[int] = []
-    times: list[float] = []
-    with engine.connect() as conn:
-        result = conn.execution_options(stream_results=True).execute(sa.text(sql), params)
-        for part in result.partitions(50_000):
-            ids.extend(r[0] for r in part)
-            times.extend(r[1] for r in part)
-    return np.asarray(ids, dtype=np.int64), np.asarray(times, dtype=np.float64)
+        return f"{where} AND ts >= :a AND ts < :b", params
+    floor = conn.execute(
+        sa.text(f"SELECT id FROM predictions WHERE {where} ORDER BY id DESC LIMIT 1 OFFSET :o"),
+        {**params, "o": int(window.last) - 1},
+    ).scalar()
+    if floor is not None:  # fewer rows than N: the whole log of the version is the window
+        where += " AND id >= :floor"
+        params["floor"] = int(floor)
+    return where, params
 
 
-def sample_ids(ids: np.ndarray, cap: int, seed: int) -> np.ndarray:
-    """A uniform random sample of at most `cap` ids, sorted (all ids when cap <= 0 or not hit).
-
-    Args:
-        ids: the window's ids.
-        cap: the most ids to keep.
-        seed: random seed.
-
-    Returns:
-        The sampled ids, ascending.
-    """
-    if cap <= 0 or len(ids) <= cap:
-        return np.sort(ids)
-    rng = np.random.default_rng(seed)
-    return np.sort(rng.choice(ids, size=cap, replace=False))
-
-
-def fetch_rows(engine: Any, ids: np.ndarray) -> list[tuple[str, float, str | None]]:
-    """The `(inputs, prediction, model_run_id)` of the given ids, in chunks.
-
-    Args:
-        engine: the log's engine.
-        ids: row ids.
-
-    Returns:
-        One tuple per found row.
-    """
+def window_stats(conn: Any, where: str, params: dict) -> tuple[int, float | None, float | None]:
+    """(row count, first ts, last ts) of the rows matching `where`."""
     import sqlalchemy as sa
 
-    query = sa.text(
-        "SELECT inputs, prediction, model_run_id FROM predictions WHERE id IN :ids"
-    ).bindparams(sa.bindparam("ids", expanding=True))
+    row = conn.execute(
+        sa.text(f"SELECT COUNT(*), MIN(ts), MAX(ts) FROM predictions WHERE {where}"), params
+    ).one()
+    return int(row[0]), row[1], row[2]
+
+
+def sample_condition(count: int, cap: int, seed: int) -> tuple[str, dict]:
+    """Extra SQL condition keeping about `cap` of `count` rows (empty when no sampling is due).
+
+    Args:
+        count: rows in the window.
+        cap: the most rows wanted (<= 0: all).
+        seed: shifts which rows are kept.
+
+    Returns:
+        (condition starting with ` AND`, its parameters).
+    """
+    if cap <= 0 or count <= cap:
+        return "", {}
+    keep = max(1, math.ceil(cap / count * _MOD))
+    return (
+        f" AND ((id * {_MULT} + :seed) % {_MOD}) < :keep",
+        {"seed": int(seed) % _MOD, "keep": keep},
+    )
+
+
+def fetch_rows(conn: Any, where: str, params: dict) -> list[tuple[str, float, str | None]]:
+    """The `(inputs, prediction, model_run_id)` of the matching rows, streamed in chunks."""
+    import sqlalchemy as sa
+
+    sql = sa.text(f"SELECT inputs, prediction, model_run_id FROM predictions WHERE {where}")
     rows: list[tuple[str, float, str | None]] = []
-    with engine.connect() as conn:
-        for start in range(0, len(ids), _FETCH_CHUNK):
-            chunk = [int(i) for i in ids[start : start + _FETCH_CHUNK]]
-            rows.extend(tuple(r) for r in conn.execute(query, {"ids": chunk}))
+    result = conn.execution_options(stream_results=True).execute(sql, params)
+    for part in result.partitions(_FETCH_CHUNK):
+        rows.extend(tuple(r) for r in part)
     return rows
 
 
@@ -227,15 +222,18 @@ def read_window(
         LogError: missing log, or fewer than `min_rows` rows.
     """
     engine = open_log(url)
+    described = f"{model_name} v{model_version}, {window.describe()}"
     try:
-        ids, times = window_ids(engine, model_name, model_version, window)
-        described = f"{model_name} v{model_version}, {window.describe()}"
-        if len(ids) < max(min_rows, 1):
-            raise LogError(
-                f"too few rows to judge drift: {len(ids)} logged for {described} "
-                f"(need at least {min_rows}; widen the window or set MLCYCLE_DRIFT_MIN_ROWS)"
-            )
-        rows = fetch_rows(engine, sample_ids(ids, cap, seed))
+        with engine.connect() as conn:
+            where, params = _window_filter(conn, model_name, model_version, window)
+            count, first_ts, last_ts = window_stats(conn, where, params)
+            if count < max(min_rows, 1):
+                raise LogError(
+                    f"too few rows to judge drift: {count} logged for {described} "
+                    f"(need at least {min_rows}; widen the window or set MLCYCLE_DRIFT_MIN_ROWS)"
+                )
+            extra, extra_params = sample_condition(count, cap, seed)
+            rows = fetch_rows(conn, where + extra, {**params, **extra_params})
     finally:
         engine.dispose()
     kept = [r for r in rows if not run_id or not r[2] or r[2] == run_id]
@@ -248,9 +246,9 @@ def read_window(
             "is the prediction log shared between MLflow stores?"
         )
     return LogWindow(
-        n_window=len(ids),
-        first_ts=float(times.min()),
-        last_ts=float(times.max()),
+        n_window=count,
+        first_ts=float(first_ts),
+        last_ts=float(last_ts),
         frame=rows_to_frame(kept, columns),
         n_other_run=n_other,
     )

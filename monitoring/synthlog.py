@@ -88,7 +88,9 @@ def append_rows(
                         model_name,
                         version,
                         run_id,
-                        orjson.dumps(dict(zip(names, (col[i] for col in values)))).decode(),
+                        orjson.dumps(
+                            dict(zip(names, (col[i] for col in values), strict=True))
+                        ).decode(),
                         float(preds[i]),
                     )
                     for i in range(start, stop)

@@ -85,11 +85,34 @@ class TabularNetModel(mlflow.pyfunc.PythonModel):
             )
             for c in spec["categorical"]
         ]
+        names = self.input_columns
+        self._first_column = names[0] if names else None
         self._layers = [
             (np.asarray(w, dtype=np.float64), np.asarray(b, dtype=np.float64).ravel())
             for w, b in layers
         ]
+        if self._layers:
+            self._fold_first_layer()
         return self
+
+    def _fold_first_layer(self) -> None:
+        """Fold scaling and one-hot encoding into the first layer for `predict_columns`.
+
+        (x - mean) / std @ W equals x @ (W / std) - (mean / std) @ W, and a one-hot block
+        times W picks one row of W, so scoring needs no feature matrix: one small matmul for
+        the numeric columns and one row lookup per categorical column.
+        """
+        w0, b0 = self._layers[0]
+        rows = w0[self._num_pos]
+        self._w_num = rows / self._num_std[:, None]
+        self._b_first = b0 - (self._num_mean / self._num_std) @ rows
+        self._cat_tables = []
+        for name, lookup, allow_missing in self._categorical:
+            cats = list(lookup)
+            # Row 0 (zeros) stands for a missing value: one-hot all zeros.
+            table = np.vstack([np.zeros((1, w0.shape[1])), w0[[lookup[c] for c in cats]]])
+            index = {cat: i + 1 for i, cat in enumerate(cats)}
+            self._cat_tables.append((name, index, table, allow_missing))
 
     @property
     def input_columns(self) -> list[str]:
@@ -143,7 +166,14 @@ class TabularNetModel(mlflow.pyfunc.PythonModel):
         Raises:
             InputError: for a missing column, a non-numeric value or an unknown category.
         """
-        return self._forward(self.features(columns, n_rows))
+        n = self._row_count(columns, n_rows)
+        if self._num_names:
+            h = self._numeric_raw(columns, n) @ self._w_num + self._b_first
+        else:
+            h = np.tile(self._b_first, (n, 1))
+        for name, index, table, allow_missing in self._cat_tables:
+            h += table[_category_codes(name, _get(columns, name), index, allow_missing, 0)]
+        return self._forward_from(h)
 
     def features(self, columns: dict[str, np.ndarray], n_rows: int | None = None) -> np.ndarray:
         """The network's input matrix (imputed, scaled, one-hot), in `spec["feature_order"]`.
@@ -169,32 +199,38 @@ class TabularNetModel(mlflow.pyfunc.PythonModel):
         return x
 
     def _row_count(self, columns: dict[str, np.ndarray], n_rows: int | None) -> int:
-        names = self.input_columns
-        if names:
-            return len(np.atleast_1d(_get(columns, names[0])))
+        if self._first_column is not None:
+            return np.size(_get(columns, self._first_column))
         return int(n_rows or 0)
 
-    def _numeric_block(self, columns: dict[str, np.ndarray], n: int) -> np.ndarray:
-        block = np.empty((n, len(self._num_names)), dtype=np.float64)
-        for j, name in enumerate(self._num_names):
-            try:
-                block[:, j] = np.asarray(_get(columns, name), dtype=np.float64)
-            except (TypeError, ValueError) as exc:
-                raise InputError(name, f"expected numbers: {exc}") from exc
+    def _numeric_raw(self, columns: dict[str, np.ndarray], n: int) -> np.ndarray:
+        """Numeric columns as an (n, k) float64 block, missing values imputed, not scaled."""
+        try:
+            block = np.array([columns[name] for name in self._num_names], dtype=np.float64)
+            block = block.reshape(len(self._num_names), n).T
+        except (KeyError, TypeError, ValueError):
+            block = np.empty((n, len(self._num_names)), dtype=np.float64)
+            for j, name in enumerate(self._num_names):
+                try:
+                    block[:, j] = np.asarray(_get(columns, name), dtype=np.float64)
+                except (TypeError, ValueError) as exc:
+                    raise InputError(name, f"expected numbers: {exc}") from exc
         missing = np.isnan(block)
         if missing.any():
             for j in np.nonzero(missing.any(axis=0))[0]:
                 if not self._num_allow_missing[j]:
                     raise InputError(self._num_names[j], "missing value")
             block = np.where(missing, self._num_median, block)
-        return (block - self._num_mean) / self._num_std
+        return block
 
-    def _forward(self, x: np.ndarray) -> np.ndarray:
-        h = x
-        for w, b in self._layers[:-1]:
-            h = np.maximum(h @ w + b, 0.0)
-        w, b = self._layers[-1]
-        z = np.clip((h @ w + b).reshape(-1), -500.0, 500.0)
+    def _numeric_block(self, columns: dict[str, np.ndarray], n: int) -> np.ndarray:
+        return (self._numeric_raw(columns, n) - self._num_mean) / self._num_std
+
+    def _forward_from(self, h: np.ndarray) -> np.ndarray:
+        """Finish the forward pass from the first layer's pre-activation."""
+        for w, b in self._layers[1:]:
+            h = np.maximum(h, 0.0) @ w + b
+        z = h.reshape(-1).clip(-500.0, 500.0)
         return 1.0 / (1.0 + np.exp(-z))
 
 
@@ -220,19 +256,23 @@ def _numeric_column(df: pd.DataFrame, name: str) -> np.ndarray:
 
 
 def _category_codes(
-    name: str, values: np.ndarray, lookup: dict[str, int], allow_missing: bool
+    name: str, values: np.ndarray, lookup: dict[str, int], allow_missing: bool, missing: int = -1
 ) -> np.ndarray:
-    """Feature index per value (-1 for missing); unknown categories raise InputError."""
+    """`lookup[value]` per value (`missing` for None/NaN); unknown categories raise InputError."""
     values = np.atleast_1d(values)
     try:
-        codes = np.fromiter((lookup.get(v, -1) for v in values), dtype=np.intp, count=len(values))
+        found = [lookup.get(v, -1) for v in values]
     except TypeError as exc:  # unhashable values such as lists
         raise InputError(name, f"expected text values: {exc}") from exc
+    codes = np.array(found, dtype=np.intp)
+    if -1 not in found:
+        return codes
     for i in np.nonzero(codes < 0)[0]:
         value = values[i]
         if _is_missing(value):
             if not allow_missing:
                 raise InputError(name, "missing value")
+            codes[i] = missing
             continue
         code = lookup.get(str(value), -1)
         if code < 0:

@@ -138,7 +138,9 @@ def _fit_and_log(cfg: TrainConfig, run_id: str) -> TrainResult:
     columns = preprocess.input_columns(spec)
     numeric = [c["name"] for c in spec["numeric"]]
     categorical = [c["name"] for c in spec["categorical"]]
-    _log_params(run_id, cfg.params() | {"n_rows": len(df), "n_features": len(spec["feature_order"])})
+    _log_params(
+        run_id, cfg.params() | {"n_rows": len(df), "n_features": len(spec["feature_order"])}
+    )
     log.info(
         "training on %d rows, %d inputs -> %d features",
         len(df),

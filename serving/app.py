@@ -15,7 +15,6 @@ import importlib.util
 import logging
 import os
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -253,7 +252,7 @@ class Predictor:
         """
         started = time.perf_counter()
         serving = self.serving
-        rid = req.header("X-Request-ID") or uuid.uuid4().hex
+        rid = req.header("X-Request-ID") or os.urandom(16).hex()
         svc = serving.state.service
         headers = {"X-Request-ID": rid}
         try:
@@ -306,7 +305,7 @@ class Predictor:
         predlog = self.serving.predlog
         if predlog is not None:
             rows = build_rows(
-                rid, svc.name, svc.version, svc.run_id, svc.schema.names, arrays, preds
+                rid, svc.name, svc.version, svc.run_id, svc.schema.names, columns, preds
             )
             if not predlog.write(rows):
                 raise RequestError("prediction log unavailable; nothing was recorded", status=503)

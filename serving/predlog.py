@@ -38,7 +38,9 @@ _INSERT = (
     "inputs, prediction) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 _SQLITE_DDL = (
-    "CREATE TABLE IF NOT EXISTS predictions (id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL "
+    # INTEGER PRIMARY KEY is SQLite's auto-assigned rowid (what SQLAlchemy's autoincrement
+    # means there); the AUTOINCREMENT keyword would add a sqlite_sequence write per commit.
+    "CREATE TABLE IF NOT EXISTS predictions (id INTEGER PRIMARY KEY, ts REAL "
     "NOT NULL, request_id TEXT, model_name TEXT, model_version TEXT, model_run_id TEXT, "
     "inputs TEXT, prediction REAL)",
     "CREATE INDEX IF NOT EXISTS ix_predictions_model_ts ON predictions "
@@ -48,19 +50,25 @@ _SQLITE_DDL = (
 
 
 class Ticket:
-    """One request's rows on their way to the store."""
+    """One request's rows on their way to the store; `wait` blocks until `done`."""
 
-    __slots__ = ("event", "error", "rows", "batch")
+    __slots__ = ("_lock", "error", "rows", "batch")
 
     def __init__(self, rows: list[tuple]) -> None:
-        self.event = threading.Event()
+        self._lock = threading.Lock()
+        self._lock.acquire()
         self.error: BaseException | None = None
         self.rows = rows
         self.batch: list[Ticket] | None = None
 
     def done(self, error: BaseException | None = None) -> None:
         self.error = error
-        self.event.set()
+        if self._lock.locked():
+            self._lock.release()
+
+    def wait(self, timeout: float) -> bool:
+        """True once `done` (or handed a group to commit) within `timeout` seconds."""
+        return self._lock.acquire(timeout=timeout)
 
 
 class Store:
@@ -172,11 +180,16 @@ def build_rows(
     model_version: str,
     run_id: str,
     names: tuple[str, ...],
-    columns: dict[str, np.ndarray],
+    columns: dict[str, list | np.ndarray],
     predictions: np.ndarray,
     ts: float | None = None,
 ) -> list[tuple]:
-    """The `predictions` rows of one scored request (inputs as JSON objects)."""
+    """The `predictions` rows of one scored request.
+
+    Args:
+        columns: the request's validated input values per column (lists as received, or
+            arrays); each row is logged as a JSON object, NaN as null.
+    """
     ts = time.time() if ts is None else ts
     lists = [_plain(columns[c]) for c in names]
     preds = predictions.tolist()
@@ -195,10 +208,12 @@ def build_rows(
     ]
 
 
-def _plain(arr: np.ndarray) -> list:
-    if arr.dtype.kind == "f":
-        return [None if v != v else v for v in arr.tolist()]
-    return arr.tolist()
+def _plain(values: list | np.ndarray) -> list:
+    if type(values) is list:
+        return values
+    if values.dtype.kind == "f":
+        return [None if v != v else v for v in values.tolist()]
+    return values.tolist()
 
 
 class PredictionLog:
@@ -241,14 +256,14 @@ class PredictionLog:
         ticket = Ticket(rows)
         if self._mode == "thread":
             self._queue.put(ticket)
-            return ticket.event.wait(timeout) and ticket.error is None
+            return ticket.wait(timeout) and ticket.error is None
         with self._lock:
             if self._busy:
                 self._pending.append(ticket)
             else:
                 self._busy = True
                 ticket.batch = [ticket]
-        if ticket.batch is None and not ticket.event.wait(timeout):
+        if ticket.batch is None and not ticket.wait(timeout):
             return False
         if ticket.batch is not None:
             self._lead(ticket.batch)
@@ -286,7 +301,7 @@ class PredictionLog:
                     rows += len(nxt.rows)
             # Hand the next group to its first request so this one can answer now.
             batch[0].batch = batch
-            batch[0].event.set()
+            batch[0].done()
             return
 
     def _run(self) -> None:

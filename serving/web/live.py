@@ -155,7 +155,7 @@ class LiveSampler:
         self.source = source
         self.interval = interval
         self.started = time.time() if started is None else started
-        self.ring: deque[Snapshot] = deque(maxlen=int(WINDOW_SECONDS / interval) + 2)
+        self.ring: deque[Snapshot] = deque(maxlen=int(WINDOW_SECONDS / max(interval, 1.0)) + 2)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 

@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import quote
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,6 @@ def _row(client: Any, name: str, v: Any, aliases: dict, serving: str | None, ui:
         reason=str(tags.get("mlcycle.promotion_reason", "")),
         run_id=run_id,
         run_url=run_url,
-        version_url=f"{ui}/#/models/{name}/versions/{version}" if ui else "",
+        version_url=f"{ui}/#/models/{quote(name, safe='')}/versions/{version}" if ui else "",
         serving=serving is not None and version == str(serving),
     )

@@ -28,7 +28,15 @@
   function series(points) {
     const svg = $("l-series");
     svg.replaceChildren();
-    if (points.length < 2) return;
+    if (points.length < 2) {
+      const note = document.createElementNS(SVG, "text");
+      note.setAttribute("x", "2");
+      note.setAttribute("y", "40");
+      note.setAttribute("font-size", "12");
+      note.textContent = "collecting samples…";
+      svg.appendChild(note);
+      return;
+    }
     const t0 = points[0].t;
     const span = Math.max(points[points.length - 1].t - t0, 1);
     const peak = Math.max(1e-9, ...points.map((p) => p.rps));

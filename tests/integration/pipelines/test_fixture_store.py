@@ -38,3 +38,19 @@ def test_trained_store_model_predicts_raw_rows(trained_store):
         {c: example[c].to_numpy() for c in example.columns}
     )
     np.testing.assert_allclose(fast, proba)
+
+
+@pytest.mark.slow
+def test_train_another_version_respects_the_gate_margin(trained_store, train_another_version):
+    import mlflow
+
+    version = train_another_version(promote_margin=1.0)
+    client = mlflow.MlflowClient(trained_store.tracking_uri)
+    assert version == "2"
+    assert (
+        str(client.get_model_version_by_alias(trained_store.model_name, "production").version)
+        == "1"
+    )
+    assert (
+        str(client.get_model_version_by_alias(trained_store.model_name, "staging").version) == "2"
+    )

@@ -178,7 +178,8 @@ def test_gate_keeps_a_worse_challenger_in_staging_then_promotes_a_better_one(sto
     assert _alias(store) == "3"
 
 
-def test_other_domain_numeric_csv_trains_with_only_data_and_target(store, tmp_path):
+def test_other_domain_numeric_csv_trains_with_only_data_and_target(use_store, tmp_path):
+    store = use_store
     from sklearn.datasets import load_breast_cancer
 
     frame = load_breast_cancer(as_frame=True).frame.rename(columns={"target": "benign"})
@@ -201,7 +202,7 @@ def test_other_domain_numeric_csv_trains_with_only_data_and_target(store, tmp_pa
     assert _alias(store, "cancer") == "1"
     import mlflow
 
-    local = mlflow.artifacts.download_artifacts("models:/cancer/1", tracking_uri=store["uri"])
+    local = mlflow.artifacts.download_artifacts("models:/cancer/1")
     names = mlflow.models.Model.load(local).get_input_schema().input_names()
     assert len(names) == 30 and "mean radius" in names and "benign" not in names
 

@@ -59,17 +59,41 @@ def test_clean_window_has_no_drift(ref: ModelRef, tmp_path) -> None:
 def test_summarise_reads_by_metric_type_not_position(ref: ModelRef) -> None:
     snapshot = {
         "metrics": [
-            {"id": "2", "config": {"type": "evidently:metric_v2:ValueDrift", "column": "b",
-                                   "method": "K-S p_value", "threshold": 0.05}, "value": 0.01},
-            {"id": "9", "config": {"type": "evidently:metric_v2:DatasetMissingValueCount"},
-             "value": {"count": 0, "share": 0.0}},
-            {"id": "1", "config": {"type": "evidently:metric_v2:DriftedColumnsCount"},
-             "value": {"count": 1, "share": 0.2}},
-            {"id": "3", "config": {"type": "evidently:metric_v2:ValueDrift", "column": "a",
-                                   "method": "K-S p_value", "threshold": 0.05}, "value": 0.5},
+            {
+                "id": "2",
+                "config": {
+                    "type": "evidently:metric_v2:ValueDrift",
+                    "column": "b",
+                    "method": "K-S p_value",
+                    "threshold": 0.05,
+                },
+                "value": 0.01,
+            },
+            {
+                "id": "9",
+                "config": {"type": "evidently:metric_v2:DatasetMissingValueCount"},
+                "value": {"count": 0, "share": 0.0},
+            },
+            {
+                "id": "1",
+                "config": {"type": "evidently:metric_v2:DriftedColumnsCount"},
+                "value": {"count": 1, "share": 0.2},
+            },
+            {
+                "id": "3",
+                "config": {
+                    "type": "evidently:metric_v2:ValueDrift",
+                    "column": "a",
+                    "method": "K-S p_value",
+                    "threshold": 0.05,
+                },
+                "value": 0.5,
+            },
         ],
-        "tests": [{"metric_config": {"metric_id": "2"}, "status": "FAIL"},
-                  {"metric_config": {"metric_id": "3"}, "status": "SUCCESS"}],
+        "tests": [
+            {"metric_config": {"metric_id": "2"}, "status": "FAIL"},
+            {"metric_config": {"metric_id": "3"}, "status": "SUCCESS"},
+        ],
     }
     result = summarise(snapshot, ref, 0.25)
     assert [c.column for c in result.columns] == ["a", "b"]

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitoring.logreader import LogError, open_log, read_window, rows_to_frame, sample_ids
+from monitoring.logreader import LogError, open_log, read_window, rows_to_frame, sample_condition
 from monitoring.synthlog import append_rows, create_log
 from monitoring.windows import Window
 
@@ -28,8 +28,17 @@ def _log(tmp_path: Path, n: int = 300, version: str = "1", run_id: str = "r1", t
 
 def _read(url: str, window: Window, **kw) -> object:
     args = {"run_id": "r1", "columns": COLS, "min_rows": 100, "cap": 0, "seed": 0} | kw
-    return read_window(url, "m", "1", args["run_id"], window, args["columns"], args["min_rows"],
-                       args["cap"], args["seed"])
+    return read_window(
+        url,
+        "m",
+        "1",
+        args["run_id"],
+        window,
+        args["columns"],
+        args["min_rows"],
+        args["cap"],
+        args["seed"],
+    )
 
 
 def test_missing_log_file_is_a_clear_error_and_is_not_created(tmp_path: Path) -> None:
@@ -73,9 +82,18 @@ def test_sampling_caps_rows_reproducibly(tmp_path: Path) -> None:
     url = _log(tmp_path, 300)
     a = _read(url, Window(last=300), cap=150, seed=3)
     b = _read(url, Window(last=300), cap=150, seed=3)
-    assert a.n_window == 300 and len(a.frame) == 150
+    assert a.n_window == 300 and 120 <= len(a.frame) <= 180
     assert list(a.frame["age"]) == list(b.frame["age"])
-    assert len(sample_ids(np.arange(10), 0, 0)) == 10
+    # evenly spread: about half of each third of the window is kept
+    thirds = np.histogram(a.frame["age"], bins=[0, 100, 200, 300])[0]
+    assert all(35 <= t <= 65 for t in thirds), thirds
+    assert sample_condition(10, 0, 0) == ("", {}) and sample_condition(10, 20, 0) == ("", {})
+
+
+def test_sample_size_is_close_to_the_cap_on_big_windows(tmp_path: Path) -> None:
+    url = _log(tmp_path, 20_000)
+    got = _read(url, Window(last=20_000), cap=2_000)
+    assert got.n_window == 20_000 and abs(len(got.frame) - 2_000) <= 100
 
 
 def test_rows_of_another_run_are_refused(tmp_path: Path) -> None:

@@ -19,10 +19,18 @@ from monitoring.reports import (
 
 def _summary(rid: str, version: str, drift: bool, share: float, ts: float) -> dict:
     return {
-        "id": rid, "created_at": "x", "timestamp": ts, "model_name": "credit-risk",
-        "model_version": version, "verdict": "drift" if drift else "no_drift",
-        "dataset_drift": drift, "drift_share": share, "drift_share_threshold": 0.25,
-        "drifted_columns": ["age"] if drift else [], "html": f"{rid}.html", "json": f"{rid}.json",
+        "id": rid,
+        "created_at": "x",
+        "timestamp": ts,
+        "model_name": "credit-risk",
+        "model_version": version,
+        "verdict": "drift" if drift else "no_drift",
+        "dataset_drift": drift,
+        "drift_share": share,
+        "drift_share_threshold": 0.25,
+        "drifted_columns": ["age"] if drift else [],
+        "html": f"{rid}.html",
+        "json": f"{rid}.json",
         "window": {"kind": "last", "description": "last 10 rows"},
         "rows": {"window": 10, "current": 10, "reference": 20},
         "columns": {"age": {"score": 0.5}, "home": {"score": None}},

@@ -37,7 +37,11 @@ def test_make_window_kinds() -> None:
     span = make_window(from_="1970-01-01T00:00:10Z", to="1970-01-01T00:01:00Z")
     assert (span.start, span.end) == (10, 60)
     assert span.describe() == "1970-01-01T00:00:10Z..1970-01-01T00:01:00Z"
-    assert make_window(last=5).as_dict() == {"kind": "last", "last": 5, "description": "last 5 rows"}
+    assert make_window(last=5).as_dict() == {
+        "kind": "last",
+        "last": 5,
+        "description": "last 5 rows",
+    }
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,118 @@
+"""The web routes through Flask's test client, on the real serving app with a tiny real model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+HOSTILE = "<script>alert(1)</script>"
+SPEC = {
+    "target": "default",
+    "positive_label": 1,
+    "numeric": [
+        {
+            "name": "age",
+            "dtype": "long",
+            "mean": 40.0,
+            "std": 10.0,
+            "median": 40.0,
+            "min": 18.0,
+            "max": 80.0,
+            "allow_missing": True,
+        },
+    ],
+    "categorical": [{"name": "home", "categories": ["OWN", HOSTILE], "allow_missing": True}],
+    "feature_order": ["age", "home=OWN", f"home={HOSTILE}"],
+}
+
+
+def make_client(tmp_path, admin_token: str | None = "tok"):
+    from pipelines.model_code import TabularNetModel
+    from serving.app import create_app
+    from serving.model import ModelService
+    from serving.settings import Settings
+
+    rng = np.random.default_rng(0)
+    model = TabularNetModel().setup(
+        SPEC, [(rng.normal(size=(3, 4)), np.zeros(4)), (rng.normal(size=(4, 1)), np.zeros(1))]
+    )
+    settings = Settings(
+        prediction_log_url=f"sqlite:///{tmp_path / 'log.db'}",
+        reports_dir=str(tmp_path / "reports"),
+        admin_token=admin_token,
+        start_watcher=False,
+        log_predictions=False,
+        batching=False,
+    )
+    app = create_app(settings, ModelService(model, "credit-risk", "7", "run"))
+    return app.test_client()
+
+
+@pytest.fixture
+def client(tmp_path):
+    return make_client(tmp_path)
+
+
+def test_home_is_the_predict_form_with_escaped_categories(client):
+    resp = client.get("/")
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 200
+    assert 'name="age"' in html and 'min="18"' in html and 'max="80"' in html
+    assert 'name="home"' in html and HOSTILE not in html and "&lt;script&gt;" in html
+    assert "script-src 'self'" in resp.headers["Content-Security-Policy"]
+    assert "v7" in html
+
+
+@pytest.mark.parametrize("path", ["/ui/predict", "/ui/live", "/ui/monitoring"])
+def test_pages_render(client, path):
+    assert client.get(path).status_code == 200
+
+
+def test_monitoring_lists_runs_escaped_and_serves_their_report(client, tmp_path):
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "r1.html").write_text("<html>evidently report</html>")
+    entry = {
+        "id": "r1",
+        "timestamp": 1.0e9,
+        "model_version": "7",
+        "window": HOSTILE,
+        "verdict": "drift",
+        "dataset_drift": True,
+        "drift_share": 0.5,
+        "rows": 10,
+    }
+    (reports / "index.json").write_text(json.dumps({"runs": [entry]}))
+    html = client.get("/ui/monitoring").get_data(as_text=True)
+    assert "/ui/reports/r1" in html and HOSTILE not in html and "<svg" in html
+    report = client.get("/ui/reports/r1")
+    assert report.status_code == 200 and b"evidently report" in report.data
+    assert report.headers["X-Content-Type-Options"] == "nosniff"
+    for bad in ["/ui/reports/..%2Freports%2Fr1", "/ui/reports/%2Fetc%2Fpasswd", "/ui/reports/.."]:
+        assert client.get(bad).status_code == 404
+
+
+def test_admin_actions_need_a_json_post_with_the_token_header(client):
+    ok_headers = {"X-Admin-Token": "tok"}
+    assert client.post("/ui/api/promote", json={"version": "1"}).status_code == 401
+    wrong = client.post("/ui/api/promote", json={"version": "1"}, headers={"X-Admin-Token": "x"})
+    assert wrong.status_code == 403
+    form = client.post("/ui/api/promote", data={"version": "1"}, headers=ok_headers)
+    assert form.status_code == 415  # a cross-site HTML form cannot do this
+    bad = client.post("/ui/api/promote", json={"version": "../1"}, headers=ok_headers)
+    assert bad.status_code == 400 and "version" in bad.get_json()["message"]
+
+
+def test_admin_actions_are_off_without_a_server_token(tmp_path):
+    client = make_client(tmp_path, admin_token=None)
+    resp = client.post("/ui/api/rollback", json={}, headers={"X-Admin-Token": "anything"})
+    assert resp.status_code == 403 and "MLCYCLE_ADMIN_TOKEN" in resp.get_json()["message"]
+
+
+def test_serving_and_live_json(client):
+    assert client.get("/ui/api/serving").get_json()["model_version"] == "7"
+    client.post("/predict", json={"age": 30, "home": "OWN"})
+    live = client.get("/ui/api/live").get_json()
+    assert live["requests"] >= 1 and "p99_ms" in live and live["scores"]
