@@ -5,9 +5,10 @@ sample logged with each model version's run. Out: Evidently HTML reports and JSO
 the reports folder, an MLflow run per drift check in experiment `monitoring`, the Prometheus
 text file `drift.prom`, and an exit code (0 no drift, 1 drift, 2 could not judge).
 
-Modules: `settings` (env vars), `windows` (which rows), `predlog` (reading the log),
+Modules: `settings` (env vars), `windows` (which rows), `logreader` (reading the log),
 `reference` (model version, reference sample, column types), `drift` (the Evidently report and
 its summary), `reports` (files, index, drift.prom, MLflow), `job` (one check end to end),
-`schedule` (`--every`), `simulate` (synthetic CSVs and traffic), `cli` (typer commands).
+`schedule` (`--every`), `simulate` (synthetic CSVs and traffic), `synthlog` (writes log rows
+for tests and benchmarks), `cli` (typer commands).
 Importing the package does no I/O and imports no heavy library.
 """

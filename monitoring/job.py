@@ -30,6 +30,10 @@ from monitoring.windows import Window, WindowError
 log = logging.getLogger(__name__)
 
 EXIT_NO_DRIFT, EXIT_DRIFT, EXIT_CANNOT_JUDGE = 0, 1, 2
+# Largest per-column score error measured between 20k/20k samples and the full data on the
+# bundled scenarios (docs/monitoring.md): a sampled score closer than this to its threshold is
+# flagged `near_threshold` in the summary.
+SAMPLING_ERROR_BOUND = 0.04
 CannotJudge = (LogError, ModelRefError, WindowError)
 
 
@@ -70,10 +74,13 @@ def build_summary(
         The summary dict.
     """
     report_id = _report_id(ref, started)
+    sampled = logged.n_window > len(logged.frame) or (n_reference_total or 0) > n_reference
     columns = {c.column: c.as_dict() for c in result.columns}
     for name, shares in result.missing.items():
         if name in columns:
             columns[name]["missing_share"] = shares
+    for info in columns.values():
+        info["near_threshold"] = bool(sampled and _near_threshold(info))
     return {
         "id": report_id,
         "created_at": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
@@ -94,7 +101,7 @@ def build_summary(
             "other_run": logged.n_other_run,
         },
         "sample_rows": settings.sample_rows,
-        "sampled": logged.n_window > len(logged.frame) or (n_reference_total or 0) > n_reference,
+        "sampled": sampled,
         "verdict": "drift" if result.dataset_drift else "no_drift",
         "dataset_drift": result.dataset_drift,
         "drift_share": result.drift_share,
@@ -108,6 +115,14 @@ def build_summary(
         "mlflow_run_id": None,
         "exit_code": EXIT_DRIFT if result.dataset_drift else EXIT_NO_DRIFT,
     }
+
+
+def _near_threshold(info: dict) -> bool:
+    """True when a sampled distance lies within the sampling error bound of its threshold."""
+    score, threshold = info.get("score"), info.get("threshold")
+    if score is None or threshold is None or "p_value" in str(info.get("method")):
+        return False
+    return abs(score - threshold) < SAMPLING_ERROR_BOUND
 
 
 def _iso(ts: float) -> str:

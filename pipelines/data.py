@@ -255,5 +255,8 @@ def load_table(path: str | Path, target: str) -> pd.DataFrame:
         raise DataError(f"{path.name} has only {len(df)} rows; at least 20 are needed")
     df[target], positive = binarize_target(df[target])
     df.columns = [str(c) for c in df.columns]
+    # Booleans train as 0/1 numbers (the model's signature knows double and long, not bool).
+    flags = [c for c in df.columns if pd.api.types.is_bool_dtype(df[c].dtype)]
+    df[flags] = df[flags].astype(np.int64)
     df.attrs["positive_label"] = positive
     return df

@@ -287,6 +287,20 @@ class Predictor:
     def _score(
         self, req: _Req, rid: str, svc: ModelService, body: bytes, route: str, kind: str
     ) -> dict:
+        batcher = svc.batcher
+        if batcher is None:
+            columns, n, preds, extra = self._predict(req, rid, svc, body, route, kind)
+        else:
+            batcher.enter()  # lets a batch leader wait briefly for this request's rows
+            try:
+                columns, n, preds, extra = self._predict(req, rid, svc, body, route, kind)
+            finally:
+                batcher.leave()
+        return self._finish(rid, svc, kind, columns, preds, extra)
+
+    def _predict(
+        self, req: _Req, rid: str, svc: ModelService, body: bytes, route: str, kind: str
+    ) -> tuple[dict, int, np.ndarray, object]:
         try:
             if kind == "invocations":
                 columns, n = protocols.parse_invocations(body, req.content_type, svc.schema)
@@ -301,7 +315,11 @@ class Predictor:
         except Exception as exc:  # unexpected parsing trouble is still the input's fault
             log.warning("unparseable request %s on %s: %r", rid, route, exc)
             raise RequestError(f"could not read the request: {type(exc).__name__}") from None
-        preds = svc.score(arrays, columns, n)
+        return columns, n, svc.score(arrays, columns, n), extra
+
+    def _finish(
+        self, rid: str, svc: ModelService, kind: str, columns: dict, preds: np.ndarray, extra
+    ) -> dict:
         predlog = self.serving.predlog
         if predlog is not None:
             rows = build_rows(

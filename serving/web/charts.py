@@ -11,6 +11,7 @@ import logging
 import time
 from datetime import datetime, timezone
 from html import escape
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,12 @@ def hourly_volume(url: str, since: float) -> list[tuple[float, int]]:
         `(hour start, rows)` pairs, oldest first; empty when the log is missing or unreadable.
     """
     from sqlalchemy import text
+    from sqlalchemy.engine import make_url
 
     try:
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
+            return []  # not logged yet; connecting would create an empty database file
         engine = _engine(url)
         # CAST truncates in SQLite (ts is positive, so that is floor); PostgreSQL rounds.
         bucket = (

@@ -286,6 +286,16 @@ def test_promote_from_models_page_switches_serving(site, page):
     assert "e2e" in row and "<img src=x onerror=alert(1)> better model" in row
     page.screenshot(path=str(SHOTS / "models-after.png"), full_page=True)
 
+    # Roll back: the version that served before comes back.
+    page.fill("#admin-token", TOKEN)
+    with page.expect_navigation(timeout=30_000):
+        page.click("#rollback")
+    deadline = time.time() + 10
+    while serving_version(url) != before:
+        assert time.time() < deadline, "rollback did not bring the previous version back"
+        time.sleep(0.3)
+    assert "rollback from v" in page.inner_text("body")
+
 
 def run_drift(site, version: str) -> None:
     """Run the monitoring job over the logged rows (subprocess, like cron would)."""

@@ -237,7 +237,7 @@ def test_mlflow_tracking_and_registry_on_postgres(
 # ---------------------------------------------------------------- (b) prediction log
 
 
-def _rows(writer: int, request: int, n: int) -> list[tuple]:
+def _rows(request_id: str, n: int) -> list[tuple]:
     from serving.predlog import build_rows
 
     names = ("age", "income", "home_ownership")
@@ -247,13 +247,12 @@ def _rows(writer: int, request: int, n: int) -> list[tuple]:
         "home_ownership": np.array(["RENT"] * n, dtype=object),
     }
     predictions = np.linspace(0.1, 0.9, n)
-    return build_rows(
-        f"w{writer}-r{request}", MODEL_NAME, "3", "run-pg", names, columns, predictions
-    )
+    return build_rows(request_id, MODEL_NAME, "3", "run-pg", names, columns, predictions)
 
 
 def test_prediction_log_on_postgres(databases: Databases) -> None:
-    """Two writers (two serving processes) share one PostgreSQL table; readers see every row."""
+    """Two writers (two serving processes, one per commit mode) share one PostgreSQL table,
+    each fed by two request threads; every acknowledged row is there, readable by monitoring."""
     import sqlalchemy as sa
 
     from monitoring.logreader import read_window
@@ -261,15 +260,18 @@ def test_prediction_log_on_postgres(databases: Databases) -> None:
     from serving.predlog import PredictionLog, open_store
 
     url = databases.predictions
-    writers = [PredictionLog(lambda: open_store(url), max_rows=64) for _ in range(2)]
+    writers = [
+        PredictionLog(lambda: open_store(url), max_rows=64, mode=mode)
+        for mode in ("inline", "thread")
+    ]
     acknowledged: list[bool] = []
 
-    def client(writer: int) -> None:
-        for request in range(40):
-            ticket = writers[writer].log(_rows(writer, request, 5))
-            acknowledged.append(ticket.wait(30))
+    def client(writer: int, thread: int) -> None:
+        for request in range(20):
+            rows = _rows(f"w{writer}-t{thread}-r{request}", 5)
+            acknowledged.append(writers[writer].write(rows, timeout=30))
 
-    threads = [threading.Thread(target=client, args=(w,)) for w in range(2)]
+    threads = [threading.Thread(target=client, args=(w, t)) for w in range(2) for t in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -307,7 +309,7 @@ def test_prediction_log_on_postgres(databases: Databases) -> None:
     for row in rows:
         per_request.setdefault(row.request_id, []).append(row)
     assert len(per_request) == 80 and all(len(v) == 5 for v in per_request.values())
-    first = sorted(per_request["w1-r7"], key=lambda r: r.id)
+    first = sorted(per_request["w1-t0-r7"], key=lambda r: r.id)
     assert [json.loads(r.inputs) for r in first][:2] == [
         {"age": 30.0, "income": None, "home_ownership": "RENT"},
         {"age": 31.0, "income": 1000.0, "home_ownership": "RENT"},

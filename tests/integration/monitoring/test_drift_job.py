@@ -116,8 +116,9 @@ def test_sampled_window_keeps_the_verdict(env: dict, monkeypatch: pytest.MonkeyP
     assert result.exit_code == 1, result.output
     summary = json.loads(result.stdout)
     assert summary["sampled"] is True and summary["rows"]["window"] == 3000
-    assert summary["rows"]["current"] == 1200
+    assert 1100 <= summary["rows"]["current"] <= 1300  # hash sample of ~1200
     assert summary["drifted_columns"] == SHIFTED
+    assert summary["columns"]["age"]["near_threshold"] is False  # far above 0.1
 
 
 def test_could_not_judge_cases_exit_2(env: dict) -> None:

@@ -88,6 +88,13 @@ def test_load_table_maps_a_text_target_to_0_1(tmp_path):
     assert loaded.attrs["positive_label"] == "yes"
 
 
+def test_load_table_turns_booleans_into_numbers(tmp_path):
+    df = pd.DataFrame({"flag": [True, False] * 15, "city": ["a", "b", "c"] * 10, "y": [0, 1] * 15})
+    loaded = load_table(_csv(tmp_path, df), "y")
+    assert loaded["flag"].dtype == np.int64
+    assert column_roles(loaded, "y").numeric == ["flag"]
+
+
 def test_load_table_errors_are_clear(tmp_path):
     with pytest.raises(DataError, match="not found"):
         load_table(tmp_path / "missing.csv", "y")
