@@ -98,7 +98,6 @@ def build_summary(
             "current": int(len(logged.frame)),
             "reference": n_reference,
             "reference_total": n_reference_total,
-            "other_run": logged.n_other_run,
         },
         "sample_rows": settings.sample_rows,
         "sampled": sampled,

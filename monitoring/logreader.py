@@ -39,14 +39,12 @@ class LogWindow:
         first_ts: Unix time of the oldest row in the window.
         last_ts: Unix time of the newest row in the window.
         frame: sampled rows: one column per input in `columns`, plus `prediction`.
-        n_other_run: fetched rows dropped because another run's model logged them.
     """
 
     n_window: int
     first_ts: float
     last_ts: float
     frame: Any
-    n_other_run: int = 0
 
 
 def _sqlite_path(url: str) -> Path | None:
@@ -105,12 +103,22 @@ def _safe(url: str) -> str:
 _MULT, _MOD = 2654435761, 1_000_003
 
 
-def _window_filter(conn: Any, model_name: str, model_version: str, window: Window) -> tuple:
-    """SQL condition and parameters selecting the window's rows of one model version."""
+def _window_filter(
+    conn: Any, model_name: str, model_version: str, run_id: str | None, window: Window
+) -> tuple[str, dict]:
+    """SQL condition and parameters selecting the window's rows of one model version.
+
+    Rows are those of `model_name`/`model_version` scored by the version's run (`run_id`; rows
+    logged without a run id count too): another MLflow store sharing the log, with its own
+    "credit-risk v1", never leaks into the window.
+    """
     import sqlalchemy as sa
 
     params: dict[str, Any] = {"m": model_name, "v": str(model_version)}
     where = "model_name = :m AND model_version = :v"
+    if run_id:
+        where += " AND (model_run_id = :r OR model_run_id IS NULL OR model_run_id = '')"
+        params["r"] = run_id
     if window.last is None:
         params.update(a=float(window.start), b=float(window.end))
         return f"{where} AND ts >= :a AND ts < :b", params
@@ -122,6 +130,23 @@ def _window_filter(conn: Any, model_name: str, model_version: str, window: Windo
         where += " AND id >= :floor"
         params["floor"] = int(floor)
     return where, params
+
+
+def _other_runs(conn: Any, model_name: str, model_version: str, run_id: str | None) -> int:
+    """Rows of the same name/version logged by other runs (a log shared between stores)."""
+    import sqlalchemy as sa
+
+    if not run_id:
+        return 0
+    return int(
+        conn.execute(
+            sa.text(
+                "SELECT COUNT(*) FROM predictions WHERE model_name = :m AND model_version = :v "
+                "AND model_run_id IS NOT NULL AND model_run_id <> '' AND model_run_id <> :r"
+            ),
+            {"m": model_name, "v": str(model_version), "r": run_id},
+        ).scalar()
+    )
 
 
 def window_stats(conn: Any, where: str, params: dict) -> tuple[int, float | None, float | None]:
@@ -208,7 +233,7 @@ def read_window(
         url: SQLAlchemy URL of the log.
         model_name: registered model name.
         model_version: registry version.
-        run_id: the version's run id; rows logged by another run are dropped (mixed stores).
+        run_id: the version's run id; rows logged by another run are left out (mixed stores).
         window: which rows.
         columns: the input columns to parse.
         min_rows: fewest rows to judge.
@@ -225,30 +250,28 @@ def read_window(
     described = f"{model_name} v{model_version}, {window.describe()}"
     try:
         with engine.connect() as conn:
-            where, params = _window_filter(conn, model_name, model_version, window)
+            where, params = _window_filter(conn, model_name, model_version, run_id, window)
             count, first_ts, last_ts = window_stats(conn, where, params)
             if count < max(min_rows, 1):
+                others = _other_runs(conn, model_name, model_version, run_id)
+                hint = (
+                    f"; {others} rows of that name and version come from other runs than the "
+                    f"registry's {run_id} (a log shared between MLflow stores?)"
+                    if others
+                    else ""
+                )
                 raise LogError(
                     f"too few rows to judge drift: {count} logged for {described} "
-                    f"(need at least {min_rows}; widen the window or set MLCYCLE_DRIFT_MIN_ROWS)"
+                    f"(need at least {min_rows}; widen the window or set "
+                    f"MLCYCLE_DRIFT_MIN_ROWS){hint}"
                 )
             extra, extra_params = sample_condition(count, cap, seed)
             rows = fetch_rows(conn, where + extra, {**params, **extra_params})
     finally:
         engine.dispose()
-    kept = [r for r in rows if not run_id or not r[2] or r[2] == run_id]
-    n_other = len(rows) - len(kept)
-    if n_other:
-        log.warning("%d rows of %s were logged by another run than %s", n_other, described, run_id)
-    if len(kept) < max(1, min(min_rows, len(rows))):
-        raise LogError(
-            f"rows logged for {described} come from another run than the registry's {run_id}: "
-            "is the prediction log shared between MLflow stores?"
-        )
     return LogWindow(
         n_window=count,
         first_ts=float(first_ts),
         last_ts=float(last_ts),
-        frame=rows_to_frame(kept, columns),
-        n_other_run=n_other,
+        frame=rows_to_frame(rows, columns),
     )

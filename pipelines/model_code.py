@@ -115,6 +115,11 @@ class TabularNetModel(mlflow.pyfunc.PythonModel):
             self._cat_tables.append((name, index, table, allow_missing))
 
     @property
+    def layers(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The network's (W, b) pairs as float64, input layer first."""
+        return list(self._layers)
+
+    @property
     def input_columns(self) -> list[str]:
         """The raw input columns the model needs, numeric first."""
         return self._num_names + [name for name, _, _ in self._categorical]

@@ -128,6 +128,46 @@ def _log_params(run_id: str, params: dict) -> None:
     mlflow.log_params({k: v for k, v in params.items() if k not in logged})
 
 
+def _fit_models(cfg: TrainConfig, spec: dict, splits: preprocess.Splits):
+    """Train the network (returned as the servable model) and the sklearn baseline."""
+    x = {name: preprocess.transform(spec, getattr(splits, name)) for name in ("train", "val")}
+    y = {name: getattr(splits, name)[cfg.target].to_numpy() for name in ("train", "val")}
+    layers = train_step.fit_network(
+        x["train"],
+        y["train"],
+        x["val"],
+        y["val"],
+        hidden=cfg.hidden,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        learning_rate=cfg.learning_rate,
+        seed=cfg.seed,
+    )
+    net = model_code.TabularNetModel().setup(spec, layers)
+    numeric, categorical = _roles(spec)
+    base = baseline_step.fit_baseline(
+        splits.train, numeric, categorical, cfg.target, cfg.baseline, cfg.seed
+    )
+    return net, base
+
+
+def _roles(spec: dict) -> tuple[list[str], list[str]]:
+    return [c["name"] for c in spec["numeric"]], [c["name"] for c in spec["categorical"]]
+
+
+def _evaluate(net, base, spec: dict, splits: preprocess.Splits, target: str) -> dict:
+    """Validation and test metrics of both models (`val_auc`, `baseline_test_auc`, ...)."""
+    numeric, categorical = _roles(spec)
+    metrics = {}
+    for part in ("val", "test"):
+        rows = getattr(splits, part)
+        y = rows[target].to_numpy()
+        metrics |= evaluate.metrics(y, net.predict(None, rows), f"{part}_")
+        proba = baseline_step.predict_baseline(base, rows, numeric, categorical)
+        metrics |= evaluate.metrics(y, proba, f"baseline_{part}_")
+    return metrics
+
+
 def _fit_and_log(cfg: TrainConfig, run_id: str) -> TrainResult:
     import mlflow
 
@@ -136,8 +176,6 @@ def _fit_and_log(cfg: TrainConfig, run_id: str) -> TrainResult:
     splits = preprocess.split(df, cfg.target, cfg.seed)
     spec = preprocess.fit_spec(splits.train, roles, df.attrs.get("positive_label", 1))
     columns = preprocess.input_columns(spec)
-    numeric = [c["name"] for c in spec["numeric"]]
-    categorical = [c["name"] for c in spec["categorical"]]
     _log_params(
         run_id, cfg.params() | {"n_rows": len(df), "n_features": len(spec["feature_order"])}
     )
@@ -148,31 +186,8 @@ def _fit_and_log(cfg: TrainConfig, run_id: str) -> TrainResult:
         len(spec["feature_order"]),
     )
 
-    x = {
-        name: preprocess.transform(spec, getattr(splits, name)) for name in ("train", "val", "test")
-    }
-    y = {name: getattr(splits, name)[cfg.target].to_numpy() for name in ("train", "val", "test")}
-    layers = train_step.fit_network(
-        x["train"],
-        y["train"],
-        x["val"],
-        y["val"],
-        cfg.hidden,
-        cfg.epochs,
-        cfg.batch_size,
-        cfg.learning_rate,
-        cfg.seed,
-    )
-    net = model_code.TabularNetModel().setup(spec, layers)
-    base = baseline_step.fit_baseline(
-        splits.train, numeric, categorical, cfg.target, cfg.baseline, cfg.seed
-    )
-    metrics = {}
-    for part in ("val", "test"):
-        rows = getattr(splits, part)
-        metrics |= evaluate.metrics(y[part], net.predict(None, rows), f"{part}_")
-        proba = baseline_step.predict_baseline(base, rows, numeric, categorical)
-        metrics |= evaluate.metrics(y[part], proba, f"baseline_{part}_")
+    net, base = _fit_models(cfg, spec, splits)
+    metrics = _evaluate(net, base, spec, splits, cfg.target)
     mlflow.log_metrics(metrics)
     log.info(
         "val AUC %.4f (baseline %.4f), test AUC %.4f",
@@ -184,9 +199,18 @@ def _fit_and_log(cfg: TrainConfig, run_id: str) -> TrainResult:
     example = splits.train[columns].head(5)
     with tempfile.TemporaryDirectory() as tmp:
         _log_reference(splits.train, columns, cfg.target, net, cfg.seed, Path(tmp))
-        info = _log_network(spec, layers, example, Path(tmp))
+        info = _log_network(spec, net.layers, example, Path(tmp))
     _log_baseline(base, spec, example)
     return TrainResult(run_id=run_id, model_uri=info.model_uri, metrics=metrics)
+
+
+def _experiment_id(name: str) -> str:
+    """The experiment's id, created if needed (no `set_experiment`: it leaves global state)."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name(name)
+    return experiment.experiment_id if experiment else client.create_experiment(name)
 
 
 def run(cfg: TrainConfig) -> TrainResult:
@@ -205,12 +229,13 @@ def run(cfg: TrainConfig) -> TrainResult:
 
     from pipelines.register import register
 
+    experiment_id = None
     if not os.environ.get("MLFLOW_RUN_ID") and mlflow.active_run() is None:
         from mlcycle.config import configure_mlflow
 
         configure_mlflow()
-        mlflow.set_experiment(cfg.experiment)
-    with mlflow.start_run() as active:
+        experiment_id = _experiment_id(cfg.experiment)
+    with mlflow.start_run(experiment_id=experiment_id) as active:
         run_id = active.info.run_id
         result = _fit_and_log(cfg, run_id)
         if not cfg.register:

@@ -117,6 +117,19 @@ class Serving:
             self.predlog.close()
 
 
+def _configure_logging() -> None:
+    """Under the launcher, workers are fresh processes: show serving's INFO lines (swaps)."""
+    logger = logging.getLogger("serving")
+    if os.environ.get("MLCYCLE_RUN_DIR") and not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(process)d]: %(message)s")
+        )
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
 def _lazy(factory, settings):
     """Defer building the loader/resolver (imports mlflow) to the watcher thread."""
     built = {}
@@ -156,6 +169,7 @@ def create_app(
         The Flask app; its serving state is `app.extensions["mlcycle"]`.
     """
     settings = settings or get_settings()
+    _configure_logging()
     app = Flask(__name__)
     app.json.sort_keys = False
     serving = Serving(settings, model_service)

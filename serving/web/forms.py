@@ -22,7 +22,7 @@ class Field:
 
     Attributes:
         name: the model column (also the control's `name`).
-        kind: "number" (an `<input type=number>`) or "select".
+        kind: "number" (`<input type=number>`), "select" or "text" (no spec: free text).
         required: False when the model imputes a missing value.
         min, max, step, default: attribute values as strings ("" = leave out).
         options: the categories of a select.
@@ -114,8 +114,8 @@ def fields_from_spec(spec: dict) -> list[Field]:
 def fields_from_signature(inputs: list[tuple[str, str]]) -> list[Field]:
     """Fallback for models without a spec: `(name, type)` pairs of the input signature.
 
-    Numeric types become unbounded number inputs; anything else a required text-like select
-    cannot be built for, so it becomes a number-less "select" with no options (free text).
+    Numeric types become unbounded number inputs; anything else becomes a free-text input,
+    since without a spec the categories are unknown.
     """
     out = []
     for name, dtype in inputs:

@@ -19,12 +19,22 @@ pytestmark = pytest.mark.slow
 SHIFTED = ["age", "income", "employment_years", "loan_amount"]
 
 
+def _monitoring_experiment(store) -> None:
+    """Keep the `monitoring` runs' artifacts in the store's folder, not in ./mlruns."""
+    client = mlflow.MlflowClient(store.tracking_uri)
+    if client.get_experiment_by_name("monitoring") is None:
+        client.create_experiment(
+            "monitoring", artifact_location=(store.root / "artifacts").as_uri()
+        )
+
+
 @pytest.fixture
 def env(trained_store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
     monkeypatch.setenv("MLCYCLE_HOME", str(tmp_path))
     monkeypatch.setenv("MLCYCLE_REPORTS_DIR", str(tmp_path / "reports"))
     monkeypatch.setenv("MLCYCLE_PREDICTION_LOG_URL", f"sqlite:///{tmp_path / 'log.db'}")
     monkeypatch.delenv("MLCYCLE_MODEL_NAME", raising=False)
+    _monitoring_experiment(trained_store)
     client = mlflow.MlflowClient(trained_store.tracking_uri)
     mv = client.get_model_version(trained_store.model_name, trained_store.version)
     path = mlflow.artifacts.download_artifacts(
@@ -133,7 +143,9 @@ def test_could_not_judge_cases_exit_2(env: dict) -> None:
     result = _drift("--model-version", "999")
     assert result.exit_code == 2 and "has no version '999'" in result.output
 
+    # another store's "credit-risk v1" sharing the log is left out, and named when it matters
     _log(env, *_clean(env, n=500), run_id="some-other-run")
     result = _drift("--last", "500")
-    assert result.exit_code == 2 and "another run" in result.output
+    assert result.exit_code == 2 and "150 logged" in result.output
+    assert "500 rows of that name and version come from other runs" in result.output
     assert "Traceback" not in result.output

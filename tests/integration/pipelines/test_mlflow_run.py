@@ -27,6 +27,10 @@ SMALL = ["-P", "epochs=2", "-P", "rows=4000"]
 
 def _mlflow_run(store, *params: str, timeout: int = 240) -> subprocess.CompletedProcess:
     env = os.environ | {"MLFLOW_TRACKING_URI": store["uri"], "TF_CPP_MIN_LOG_LEVEL": "2"}
+    # The MLproject command runs `python`: make that this interpreter (the project's venv).
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    for leftover in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID"):
+        env.pop(leftover, None)  # another test's in-process run may have set them
     # Run from the store folder so MLflow's default experiment keeps artifacts there.
     cmd = [sys.executable, "-m", "mlflow", "run", str(REPO), "--env-manager", "local", *params]
     result = subprocess.run(

@@ -31,20 +31,32 @@ class Server:
         self.log_db = tmp / "predictions.db"
         self.output = tmp / "server.log"
         full_env = dict(os.environ)
-        full_env.update({
-            "MLFLOW_TRACKING_URI": store.tracking_uri,
-            "MLCYCLE_PREDICTION_LOG_URL": f"sqlite:///{self.log_db}",
-            "MLCYCLE_REPORTS_DIR": str(tmp / "reports"),
-            "MLCYCLE_ADMIN_TOKEN": ADMIN,
-            "MLCYCLE_POLL_INTERVAL": "1",
-            "MLCYCLE_HOME": str(tmp),
-        })
+        full_env.update(
+            {
+                "MLFLOW_TRACKING_URI": store.tracking_uri,
+                "MLCYCLE_PREDICTION_LOG_URL": f"sqlite:///{self.log_db}",
+                "MLCYCLE_REPORTS_DIR": str(tmp / "reports"),
+                "MLCYCLE_ADMIN_TOKEN": ADMIN,
+                "MLCYCLE_POLL_INTERVAL": "1",
+                "MLCYCLE_HOME": str(tmp),
+            }
+        )
         full_env.update({k: str(v) for k, v in env.items()})
-        cmd = [sys.executable, "-m", "serving", "--port", str(self.port), "--workers",
-               str(workers), "--threads", "4"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "serving",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(workers),
+            "--threads",
+            "4",
+        ]
         with open(self.output, "w") as out:
-            self.proc = subprocess.Popen(cmd, env=full_env, stdout=out, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                cmd, env=full_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
         self.wait_ready()
 
     def wait_ready(self, timeout: float = 90) -> None:

@@ -34,15 +34,23 @@ def test_every_route_and_mlflow_format(trained_store, start_server):
     expected = np.asarray(model.predict(rows), dtype=float).ravel()
     recs = json.loads(rows.to_json(orient="records"))
     split = json.loads(rows.to_json(orient="split", index=False))
-    bodies = {"dataframe_split": split, "dataframe_records": recs, "instances": recs,
-              "inputs": {k: [r[k] for r in recs] for k in recs[0]}}
+    bodies = {
+        "dataframe_split": split,
+        "dataframe_records": recs,
+        "instances": recs,
+        "inputs": {k: [r[k] for r in recs] for k in recs[0]},
+    }
     for key, body in bodies.items():
         r = requests.post(url + "/invocations", json={key: body}, timeout=10)
         assert r.status_code == 200, (key, r.text)
         assert r.headers["X-Model-Version"] == trained_store.version
         np.testing.assert_allclose(r.json()["predictions"], expected, atol=1e-6)
-    r = requests.post(url + "/invocations", data=rows.to_csv(index=False),
-                      headers={"Content-Type": "text/csv"}, timeout=10)
+    r = requests.post(
+        url + "/invocations",
+        data=rows.to_csv(index=False),
+        headers={"Content-Type": "text/csv"},
+        timeout=10,
+    )
     np.testing.assert_allclose(r.json()["predictions"], expected, atol=1e-6)
 
     one = requests.post(url + "/predict", json=recs[0], timeout=10).json()
@@ -51,22 +59,49 @@ def test_every_route_and_mlflow_format(trained_store, start_server):
 
     name = trained_store.model_name
     meta = requests.get(f"{url}/v2/models/{name}", timeout=10).json()
-    inputs = [{"name": m["name"], "datatype": m["datatype"], "shape": [len(recs)],
-               "data": [r[m["name"]] for r in recs]} for m in meta["inputs"]]
-    v2 = requests.post(f"{url}/v2/models/{name}/versions/{trained_store.version}/infer",
-                       json={"inputs": inputs}, timeout=10).json()
+    inputs = [
+        {
+            "name": m["name"],
+            "datatype": m["datatype"],
+            "shape": [len(recs)],
+            "data": [r[m["name"]] for r in recs],
+        }
+        for m in meta["inputs"]
+    ]
+    v2 = requests.post(
+        f"{url}/v2/models/{name}/versions/{trained_store.version}/infer",
+        json={"inputs": inputs},
+        timeout=10,
+    ).json()
     np.testing.assert_allclose(v2["outputs"][0]["data"], expected, atol=1e-6)
-    assert requests.post(f"{url}/v2/models/{name}/infer", json={"inputs": inputs},
-                         timeout=10).status_code == 200
-    for path in ("/ping", "/health", "/version", "/metrics", "/openapi.json",
-                 "/v2/health/live", "/v2/health/ready", f"/v2/models/{name}/ready"):
+    assert (
+        requests.post(
+            f"{url}/v2/models/{name}/infer", json={"inputs": inputs}, timeout=10
+        ).status_code
+        == 200
+    )
+    for path in (
+        "/ping",
+        "/health",
+        "/version",
+        "/metrics",
+        "/openapi.json",
+        "/v2/health/live",
+        "/v2/health/ready",
+        f"/v2/models/{name}/ready",
+    ):
         assert requests.get(url + path, timeout=10).status_code == 200, path
     assert requests.post(url + "/admin/reload", timeout=10).status_code == 401
-    assert requests.post(url + "/admin/reload", headers={"X-Admin-Token": ADMIN},
-                         timeout=30).status_code == 200
+    assert (
+        requests.post(
+            url + "/admin/reload", headers={"X-Admin-Token": ADMIN}, timeout=30
+        ).status_code
+        == 200
+    )
     huge = '{"instances": [' + ",".join([json.dumps(recs[0])] * 120_000) + "]}"
-    r = requests.post(url + "/invocations", data=huge, timeout=30,
-                      headers={"Content-Type": "application/json"})
+    r = requests.post(
+        url + "/invocations", data=huge, timeout=30, headers={"Content-Type": "application/json"}
+    )
     assert r.status_code == 413
 
 
@@ -86,8 +121,9 @@ def _hammer(url, body, stop, seen, fails, lock):
         time.sleep(0.002)
 
 
-def test_hot_reload_under_load_and_broken_promotion(trained_store, train_another_version,
-                                                    start_server):
+def test_hot_reload_under_load_and_broken_promotion(
+    trained_store, train_another_version, start_server
+):
     from mlcycle.registry import promote
 
     v2 = train_another_version(promote_margin=1.0, seed=7)
@@ -97,8 +133,10 @@ def test_hot_reload_under_load_and_broken_promotion(trained_store, train_another
     body = {"dataframe_records": json.loads(rows.head(1).to_json(orient="records"))}
     seen, fails, lock = [], [], threading.Lock()
     stop = time.time() + 14
-    threads = [threading.Thread(target=_hammer, args=(server.url, body, stop, seen, fails, lock))
-               for _ in range(6)]
+    threads = [
+        threading.Thread(target=_hammer, args=(server.url, body, stop, seen, fails, lock))
+        for _ in range(6)
+    ]
     [t.start() for t in threads]
     time.sleep(3)
     t0 = time.time()
@@ -145,8 +183,10 @@ def _register_broken_version(store) -> str:
     client = mlflow.MlflowClient()
     mv = client.create_model_version(store.model_name, str(target), run_id=store.run_id)
     deadline = time.time() + 30
-    while client.get_model_version(store.model_name, mv.version).status != "READY" and \
-            time.time() < deadline:
+    while (
+        client.get_model_version(store.model_name, mv.version).status != "READY"
+        and time.time() < deadline
+    ):
         time.sleep(0.2)
     return str(mv.version)
 
@@ -163,8 +203,9 @@ def test_kill9_loses_no_acknowledged_row(trained_store, start_server):
         while time.time() < stop:
             rid = uuid.uuid4().hex
             try:
-                r = s.post(server.url + "/invocations", json=body, timeout=5,
-                           headers={"X-Request-ID": rid})
+                r = s.post(
+                    server.url + "/invocations", json=body, timeout=5, headers={"X-Request-ID": rid}
+                )
             except requests.RequestException:
                 return
             if r.status_code == 200:
@@ -181,8 +222,9 @@ def test_kill9_loses_no_acknowledged_row(trained_store, start_server):
     logged = {r[0] for r in conn.execute("SELECT DISTINCT request_id FROM predictions")}
     missing = [rid for rid in acked if rid not in logged]
     assert not missing, f"{len(missing)} acknowledged requests not in the log"
-    per_request = conn.execute("SELECT COUNT(*) FROM predictions WHERE request_id = ?",
-                               (acked[0],)).fetchone()[0]
+    per_request = conn.execute(
+        "SELECT COUNT(*) FROM predictions WHERE request_id = ?", (acked[0],)
+    ).fetchone()[0]
     assert per_request == 2
 
 
@@ -202,12 +244,19 @@ def test_metrics_add_up_across_workers(trained_store, start_server):
     [t.start() for t in threads]
     [t.join() for t in threads]
     text = requests.get(server.url + "/metrics", timeout=10).text
-    total = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                if line.startswith("mlcycle_requests_total{") and 'route="/invocations"' in line
-                and 'status="200"' in line)
+    total = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("mlcycle_requests_total{")
+        and 'route="/invocations"' in line
+        and 'status="200"' in line
+    )
     assert total == n
-    logged = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                 if line.startswith("mlcycle_prediction_log_rows_total"))
+    logged = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("mlcycle_prediction_log_rows_total")
+    )
     assert logged == n
     ready = [line for line in text.splitlines() if line.startswith("mlcycle_model_ready")]
     assert ready and float(ready[0].rsplit(" ", 1)[1]) == 1.0

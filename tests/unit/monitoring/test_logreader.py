@@ -96,10 +96,13 @@ def test_sample_size_is_close_to_the_cap_on_big_windows(tmp_path: Path) -> None:
     assert got.n_window == 20_000 and abs(len(got.frame) - 2_000) <= 100
 
 
-def test_rows_of_another_run_are_refused(tmp_path: Path) -> None:
+def test_rows_of_another_run_are_left_out(tmp_path: Path) -> None:
     url = _log(tmp_path, 300, run_id="other-run")
-    with pytest.raises(LogError, match="another run"):
+    with pytest.raises(LogError, match="300 rows of that name and version come from other runs"):
         _read(url, Window(last=300))
+    append_rows(tmp_path / "predictions.db", _frame(150, 500), np.zeros(150), "m", "1", "r1")
+    got = _read(url, Window(last=1000))
+    assert got.n_window == 150 and got.frame["age"].min() == 500
 
 
 def test_rows_to_frame_tolerates_bad_json_and_missing_keys() -> None:

@@ -14,10 +14,22 @@ SPEC = {
     "target": "default",
     "positive_label": 1,
     "numeric": [
-        {"name": "age", "dtype": "long", "mean": 40.0, "std": 10.0, "median": 38.0,
-         "allow_missing": True},
-        {"name": "income", "dtype": "double", "mean": 5e4, "std": 2e4, "median": 4.5e4,
-         "allow_missing": False},
+        {
+            "name": "age",
+            "dtype": "long",
+            "mean": 40.0,
+            "std": 10.0,
+            "median": 38.0,
+            "allow_missing": True,
+        },
+        {
+            "name": "income",
+            "dtype": "double",
+            "mean": 5e4,
+            "std": 2e4,
+            "median": 4.5e4,
+            "allow_missing": False,
+        },
     ],
     "categorical": [
         {"name": "home", "categories": ["OWN", "RENT"], "allow_missing": True},

@@ -24,10 +24,22 @@ def test_ops_routes(client):
 def test_openapi_covers_every_route(client):
     doc = client.get("/openapi.json").get_json()
     assert doc["openapi"].startswith("3.")
-    for path in ("/invocations", "/predict", "/v2/health/live", "/v2/health/ready",
-                 "/v2/models/{name}", "/v2/models/{name}/ready", "/v2/models/{name}/infer",
-                 "/v2/models/{name}/versions/{version}/infer", "/ping", "/health", "/version",
-                 "/metrics", "/openapi.json", "/admin/reload"):
+    for path in (
+        "/invocations",
+        "/predict",
+        "/v2/health/live",
+        "/v2/health/ready",
+        "/v2/models/{name}",
+        "/v2/models/{name}/ready",
+        "/v2/models/{name}/infer",
+        "/v2/models/{name}/versions/{version}/infer",
+        "/ping",
+        "/health",
+        "/version",
+        "/metrics",
+        "/openapi.json",
+        "/admin/reload",
+    ):
         assert path in doc["paths"], path
     row = doc["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
     assert set(row["schema"]["oneOf"][0]["properties"]) == set(ROW)
@@ -39,27 +51,36 @@ def test_metrics_count_requests_and_append_drift(client, settings, tmp_path):
     reports = tmp_path / "reports"
     reports.mkdir(exist_ok=True)
     (reports / "drift.prom").write_text(
-        'mlcycle_drift_detected{model_name="credit-risk",model_version="1"} 1\n')
+        'mlcycle_drift_detected{model_name="credit-risk",model_version="1"} 1\n'
+    )
     text = client.get("/metrics").get_data(as_text=True)
-    assert 'mlcycle_requests_total{method="POST",model_version="1",route="/invocations",' \
-           'status="200"}' in text
+    assert (
+        'mlcycle_requests_total{method="POST",model_version="1",route="/invocations",'
+        'status="200"}' in text
+    )
     assert 'status="400"' in text
     assert "mlcycle_prediction_score_bucket" in text
-    assert 'mlcycle_model_info{model_name="credit-risk",model_version="1",run_id="run-1"} 1.0' \
-        in text
+    assert (
+        'mlcycle_model_info{model_name="credit-risk",model_version="1",run_id="run-1"} 1.0' in text
+    )
     assert "mlcycle_prediction_log_rows_total" in text
     assert text.rstrip().endswith(
-        'mlcycle_drift_detected{model_name="credit-risk",model_version="1"} 1')
+        'mlcycle_drift_detected{model_name="credit-risk",model_version="1"} 1'
+    )
 
 
 def test_api_keys_guard_prediction_routes_only(settings):
     app = create_app(dataclasses.replace(settings, api_keys=("k1", "k2")), make_service())
     c = app.test_client()
     assert c.post("/invocations", json={"instances": [ROW]}).status_code == 401
-    assert c.post("/invocations", json={"instances": [ROW]},
-                  headers={"X-API-Key": "bad"}).status_code == 403
-    assert c.post("/invocations", json={"instances": [ROW]},
-                  headers={"X-API-Key": "k2"}).status_code == 200
+    assert (
+        c.post("/invocations", json={"instances": [ROW]}, headers={"X-API-Key": "bad"}).status_code
+        == 403
+    )
+    assert (
+        c.post("/invocations", json={"instances": [ROW]}, headers={"X-API-Key": "k2"}).status_code
+        == 200
+    )
     assert c.post("/predict", json=ROW, headers={"Authorization": "Bearer k1"}).status_code == 200
     assert c.get("/v2/health/ready").status_code == 200
     app.extensions["mlcycle"].close()

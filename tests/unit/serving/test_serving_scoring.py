@@ -12,24 +12,29 @@ from serving.scoring import ScoringError, score_file
 
 def _frame(n):
     rng = np.random.default_rng(0)
-    return pd.DataFrame({
-        "purpose": rng.choice(["car", "edu"], n),
-        "age": rng.integers(18, 80, n).astype(float),
-        "home": rng.choice(["OWN", "RENT"], n),
-        "income": rng.normal(5e4, 2e4, n),
-        "ignored": 1,
-    })
+    return pd.DataFrame(
+        {
+            "purpose": rng.choice(["car", "edu"], n),
+            "age": rng.integers(18, 80, n).astype(float),
+            "home": rng.choice(["OWN", "RENT"], n),
+            "income": rng.normal(5e4, 2e4, n),
+            "ignored": 1,
+        }
+    )
 
 
 def test_scores_in_chunks_like_the_model(tmp_path):
     df = _frame(50_000)
     df.loc[3, "home"] = None
     df.to_csv(tmp_path / "in.csv", index=False)
-    rows, _, label = score_file(tmp_path / "in.csv", tmp_path / "out.parquet", chunk_rows=7000,
-                                service=make_service())
+    rows, _, label = score_file(
+        tmp_path / "in.csv", tmp_path / "out.parquet", chunk_rows=7000, service=make_service()
+    )
     out = pd.read_parquet(tmp_path / "out.parquet")
-    cols = {c: df[c].to_numpy(dtype=object if c in ("home", "purpose") else float)
-            for c in ("age", "income", "home", "purpose")}
+    cols = {
+        c: df[c].to_numpy(dtype=object if c in ("home", "purpose") else float)
+        for c in ("age", "income", "home", "purpose")
+    }
     cols["home"][3] = None
     assert rows == 50_000 and label == "credit-risk/1"
     np.testing.assert_allclose(out["probability"], StubModel().predict_columns(cols), atol=1e-12)
