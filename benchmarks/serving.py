@@ -29,6 +29,10 @@ import requests
 
 log = logging.getLogger("benchmarks.serving")
 ROOT = Path(__file__).resolve().parents[1]
+# Run as a script, this file's folder comes first on sys.path and would shadow the `serving`
+# package with this very file.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
+sys.path.insert(0, str(ROOT))
 BARE_APP = """
 from flask import Flask, Response
 

@@ -10,11 +10,13 @@ on the next poll.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from serving.model import ModelService
 from serving.settings import Settings
@@ -120,6 +122,8 @@ class ModelWatcher:
         """
         with self._lock:
             force, self._force = self._force, False
+            if force and hasattr(self._resolve, "invalidate"):
+                self._resolve.invalidate()
             try:
                 version, self._seen = self._resolve(self._seen)
                 self.state.registry_error = None
@@ -165,6 +169,10 @@ class ModelWatcher:
             return
         self._failed = None
         self.state.load_error = None
+        # Move everything loaded so far (mlflow, the model) out of the collector's sight, so
+        # full collections stay short and do not show up as latency spikes.
+        gc.collect()
+        gc.freeze()
         old = self.state.swap(service)
         log.info("now serving %s (loaded in %.2fs)", service.label, time.perf_counter() - started)
         if self._on_swap:
@@ -191,13 +199,55 @@ def registry_resolver(settings: Settings) -> Resolver:
             state = resolve_production(client, settings.model_name, seen)
             return state.version, state
 
-        return resolve
+    else:
 
-    def resolve_alias(seen):
-        mv = client.get_model_version_by_alias(settings.model_name, alias)
-        return str(mv.version), seen
+        def resolve(seen):
+            mv = client.get_model_version_by_alias(settings.model_name, alias)
+            return str(mv.version), seen
 
-    return resolve_alias
+    uri = config.tracking_uri()
+    if uri.startswith("sqlite:///"):
+        return _SkipUnchanged(resolve, Path(uri[len("sqlite:///") :]))
+    return resolve
+
+
+class _SkipUnchanged:
+    """Skip registry queries while an embedded SQLite store's files are untouched.
+
+    A registry check costs tens of milliseconds of Python in a busy worker; a `stat` of the
+    store's files costs microseconds and any promotion writes them. A full check still runs at
+    least every `max_age` seconds and after `invalidate()` (admin reload).
+    """
+
+    def __init__(self, resolve: Resolver, db: Path, max_age: float = 30.0) -> None:
+        self._resolve = resolve
+        self._files = [db, db.with_name(db.name + "-wal")]
+        self._max_age = max_age
+        self._last: tuple | None = None
+        self._stamp: tuple | None = None
+        self._at = 0.0
+
+    def invalidate(self) -> None:
+        self._last = None
+
+    def _fingerprint(self) -> tuple:
+        out = []
+        for f in self._files:
+            try:
+                st = f.stat()
+                out.append((st.st_mtime_ns, st.st_size))
+            except OSError:
+                out.append(None)
+        return tuple(out)
+
+    def __call__(self, seen):
+        stamp = self._fingerprint()
+        fresh = time.monotonic() - self._at < self._max_age
+        if self._last is not None and stamp == self._stamp and fresh:
+            return self._last
+        result = self._resolve(seen)
+        self._last, self._stamp, self._at = result, stamp, time.monotonic()
+        return result
 
 
 def mlflow_loader(settings: Settings) -> Loader:

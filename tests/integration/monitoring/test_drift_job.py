@@ -82,7 +82,6 @@ def test_clean_then_shifted_traffic(env: dict) -> None:
         "current": 1000,
         "reference": len(env["ref"]),
         "reference_total": len(env["ref"]),
-        "other_run": 0,
     }
 
     shifted, preds = _clean(env, seed=2)
