@@ -130,7 +130,8 @@ def resolve_production(
     Args:
         client: an `mlflow.MlflowClient` (None: a default one).
         name: registered model name.
-        last_seen: the state returned by the previous call, or None at first sight.
+        last_seen: the state returned by the previous call, or None at first sight (then
+            the state recorded at the last promotion or sync stands in for it).
 
     Returns:
         The production state; `version` is None when neither alias nor stage names one.
@@ -141,7 +142,27 @@ def resolve_production(
     client = _client(client)
     registered = _registered_model(client, name)
     alias, stage = _state_from(registered, _versions(client, name))
+    if last_seen is None:
+        last_seen = _last_synced(registered)
     return ProductionState(decide(alias, stage, last_seen), alias, stage)
+
+
+def _last_synced(registered: Any) -> ProductionState | None:
+    """The state recorded at the last mlcycle promotion or sync (tag `mlcycle.last_sync`).
+
+    Used as the previous look at first sight, so a fresh replica decides like the running
+    ones: a stage-only change made in the MLflow UI since then still wins over the alias.
+    """
+    raw = (registered.tags or {}).get(SYNC_TAG)
+    if not raw:
+        return None
+    try:
+        seen = json.loads(raw)
+        return ProductionState(
+            seen.get("alias") or seen.get("stage"), seen.get("alias"), seen.get("stage")
+        )
+    except (json.JSONDecodeError, AttributeError):
+        return None
 
 
 def _check_version(client: Any, name: str, version: str) -> Any:
@@ -312,18 +333,7 @@ def sync(name: str, client: Any = None, by: str | None = None) -> ProductionStat
         RegistryError: if the model does not exist.
     """
     client = _client(client)
-    registered = _registered_model(client, name)
-    last_seen = None
-    raw = (registered.tags or {}).get(SYNC_TAG)
-    if raw:
-        try:
-            seen = json.loads(raw)
-            last_seen = ProductionState(
-                seen.get("alias") or seen.get("stage"), seen.get("alias"), seen.get("stage")
-            )
-        except (json.JSONDecodeError, AttributeError):
-            last_seen = None
-    state = resolve_production(client, name, last_seen)
+    state = resolve_production(client, name)
     agree = state.alias_version == state.stage_version == state.version
     n_production = sum(v.current_stage == "Production" for v in _versions(client, name))
     if state.version is None or (agree and n_production == 1):

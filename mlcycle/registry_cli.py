@@ -100,3 +100,27 @@ def history(
     for row in rows:
         cells = [str(c).ljust(w) for c, w in zip(row[:4], widths, strict=True)]
         typer.echo("  ".join(cells + [str(row[4])]).rstrip())
+
+
+def sync(
+    name: str = typer.Argument(..., help="Registered model name, e.g. credit-risk."),
+    by: str = typer.Option("", "--by", help="Who syncs (default: the OS user)."),
+) -> None:
+    """Make the Production stage and the `production` alias agree after a change in the MLflow UI.
+
+    Whichever of the two changed since the last promotion or sync wins; the other is written
+    back (recorded in the history like any promotion).
+    """
+    _setup()
+    from mlflow.exceptions import MlflowException
+
+    from mlcycle import registry
+
+    try:
+        state = registry.sync(name, by=by or None)
+    except (registry.RegistryError, MlflowException) as exc:
+        _fail(str(exc))
+    if state.version is None:
+        typer.echo(f"{name}: no production version (neither alias nor stage set)")
+        return
+    typer.echo(f"{name}: production is v{state.version} (alias and stage agree)")

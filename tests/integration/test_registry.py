@@ -137,6 +137,14 @@ def test_resolve_stage_only_change_wins(client):
     assert registry.resolve_production(client, NAME, state).version == "2"
 
 
+def test_fresh_replica_honours_a_stage_only_change_since_the_last_promotion(client):
+    registry.promote(NAME, "1", "production", client=client)
+    _set_stage_only(client, "2", "Production")  # UI: stage moved, alias still on v1
+    # A replica that starts now never saw v1 serving: the state recorded at the promotion
+    # stands in for its previous look, so it agrees with the replicas already running.
+    assert registry.resolve_production(client, NAME).version == "2"
+
+
 def test_resolve_alias_only_change_wins(client):
     registry.promote(NAME, "1", "production", client=client)
     seen = registry.resolve_production(client, NAME)
