@@ -21,12 +21,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CHILD = """
-import json, resource, sys, time
+import json, sys, time
 from serving.scoring import score_file
+def peak_mb():  # VmHWM: this process's peak RSS (ru_maxrss would include the parent's, via exec)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
 t = time.perf_counter()
 rows, seconds, label = score_file(sys.argv[1], sys.argv[2])
 print(json.dumps({"rows": rows, "seconds": seconds, "wall": time.perf_counter() - t,
-                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_mb": peak_mb()}))
 """
 
 
@@ -49,11 +53,12 @@ def numpy_anchor(n: int) -> float:
     layers = model._layers  # the same float64 weights the fast path uses
     x = np.random.default_rng(0).normal(size=(n, layers[0][0].shape[0]))
     started = time.perf_counter()
-    h = x
-    for w, b in layers[:-1]:
-        h = np.maximum(h @ w + b, 0.0)
-    w, b = layers[-1]
-    _ = 1.0 / (1.0 + np.exp(-(h @ w + b)))
+    for i in range(0, n, 16_384):  # same slicing as `mlcycle score`: cache-sized matrices
+        h = x[i : i + 16_384]
+        for w, b in layers[:-1]:
+            h = np.maximum(h @ w + b, 0.0)
+        w, b = layers[-1]
+        _ = 1.0 / (1.0 + np.exp(-(h @ w + b)))
     return n / (time.perf_counter() - started)
 
 
@@ -78,7 +83,7 @@ def main() -> None:
         "OUT.parquet` in a fresh process (model load excluded from rows/s, included in "
         "peak RSS); anchor = numpy forward pass of the same weights on a ready matrix.",
         "",
-        "| input rows | CSV MB | rows/s | peak RSS MB | numpy forward rows/s | ratio |",
+        "| input rows | CSV MB | rows/s | peak RSS MB | numpy forward rows/s | numpy / score |",
         "|---|---|---|---|---|---|",
     ]
     for n in (int(x) for x in args.sizes.split(",")):
@@ -97,7 +102,7 @@ def main() -> None:
         anchor = numpy_anchor(n)
         row = (
             f"| {n:,} | {csv.stat().st_size / 1e6:.0f} | {rate:,.0f} | {res['peak_mb']:.0f} "
-            f"| {anchor:,.0f} | {anchor / rate:.1f}x slower than bare numpy |"
+            f"| {anchor:,.0f} | {anchor / rate:.1f}x |"
         )
         print(row, flush=True)
         lines.append(row)

@@ -164,7 +164,7 @@ def score(
     output: Path = typer.Option(..., "-o", "--output", help="Parquet file to write."),
     model_name: str = typer.Option(None, help="Registered model [env MLCYCLE_MODEL_NAME]."),
     version: str = typer.Option(None, help="Version to use (default: production)."),
-    chunk_rows: int = typer.Option(100_000, help="Rows per chunk (memory stays flat)."),
+    chunk_rows: int = typer.Option(25_000, help="Rows per chunk (memory stays flat)."),
     keep_inputs: bool = typer.Option(False, help="Copy the input columns into the output."),
 ) -> None:
     """Score a CSV file in chunks with the registered model's fast path; write Parquet."""

@@ -53,7 +53,7 @@ def score_file(
     output: Path,
     model_name: str | None = None,
     version: str | None = None,
-    chunk_rows: int = 100_000,
+    chunk_rows: int = 25_000,
     keep_inputs: bool = False,
     service=None,
 ) -> tuple[int, float, str]:
@@ -127,7 +127,7 @@ def _open(pacsv, pa, path: Path, schema, chunk_rows: int):
     try:
         return pacsv.open_csv(
             str(path),
-            read_options=pacsv.ReadOptions(block_size=block),
+            read_options=pacsv.ReadOptions(block_size=block, use_threads=False),
             convert_options=pacsv.ConvertOptions(
                 column_types=types, include_columns=list(schema.names), strings_can_be_null=True
             ),
