@@ -11,6 +11,7 @@ logged to an MLflow run in the `monitoring` experiment with metrics and tags.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -124,11 +125,15 @@ def update_index(reports_dir: Path, summary: dict, keep: int) -> list[dict]:
     Returns:
         The runs now listed.
     """
-    runs = [index_entry(summary)] + [
-        r for r in read_index(reports_dir) if r.get("id") != summary["id"]
-    ]
-    runs = runs[: max(keep, 1)]
-    atomic_write(reports_dir / INDEX, json.dumps({"runs": runs}, indent=2))
+    # Two checks finishing together (cron and a scheduled loop) must not drop each other's
+    # entry: the read-modify-write holds an exclusive lock on a sidecar file.
+    with open(reports_dir / ".index.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        runs = [index_entry(summary)] + [
+            r for r in read_index(reports_dir) if r.get("id") != summary["id"]
+        ]
+        runs = runs[: max(keep, 1)]
+        atomic_write(reports_dir / INDEX, json.dumps({"runs": runs}, indent=2))
     return runs
 
 

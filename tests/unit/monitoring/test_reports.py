@@ -87,3 +87,15 @@ def test_mlflow_metrics_names() -> None:
     assert metrics["drift_score.age"] == 0.5 and "drift_score.home" not in metrics
     assert metrics["prediction_drift"] == 1.0
     assert metric_key("drift_score", "a:b(c)") == "drift_score.a_b_c_"
+
+
+def test_concurrent_checks_keep_every_index_entry(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def add(i):
+        update_index(tmp_path, _summary(f"c{i}", "1", False, 0.0, float(i)), keep=100)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(add, range(40)))
+    ids = {r["id"] for r in read_index(tmp_path)}
+    assert ids == {f"c{i}" for i in range(40)}
