@@ -130,16 +130,29 @@ def _configure_logging() -> None:
         logger.propagate = False
 
 
-def _lazy(factory, settings):
-    """Defer building the loader/resolver (imports mlflow) to the watcher thread."""
-    built = {}
+class _lazy:  # noqa: N801 - used like a function
+    """Defer building the loader/resolver (imports mlflow) to the watcher thread.
 
-    def call(arg):
-        if "fn" not in built:
-            built["fn"] = factory(settings)
-        return built["fn"](arg)
+    Calls and attribute reads (e.g. a resolver's `invalidate`) go to the built object.
+    """
 
-    return call
+    def __init__(self, factory, settings) -> None:
+        self._factory = factory
+        self._settings = settings
+        self._built = None
+
+    def _get(self):
+        if self._built is None:
+            self._built = self._factory(self._settings)
+        return self._built
+
+    def __call__(self, arg):
+        return self._get()(arg)
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._get(), name)
 
 
 def _json(payload, status: int = 200, headers: dict | None = None) -> Response:

@@ -39,7 +39,7 @@ class Settings:
     poll_interval: float = 2.0
     max_body_bytes: int = 16 * 1024 * 1024
     threshold: float = 0.5
-    batching: bool = True
+    batching: bool = False
     max_batch: int = 256
     max_wait_us: int = 500
     cache: bool = True
@@ -75,7 +75,7 @@ def get_settings() -> Settings:
         poll_interval=float(_env("MLCYCLE_POLL_INTERVAL", "2")),
         max_body_bytes=int(_env("MLCYCLE_MAX_BODY_BYTES", str(16 * 1024 * 1024))),
         threshold=float(_env("MLCYCLE_THRESHOLD", "0.5")),
-        batching=_bool("MLCYCLE_BATCHING", True),
+        batching=_bool("MLCYCLE_BATCHING", False),
         max_batch=int(_env("MLCYCLE_MAX_BATCH", "256")),
         max_wait_us=int(_env("MLCYCLE_MAX_WAIT_US", "500")),
         cache=_bool("MLCYCLE_CACHE", True),

@@ -111,6 +111,8 @@ class ModelWatcher:
                 if self.state.service
                 else min(self.settings.poll_interval, 1.0)
             )
+            # A resolver that can tell cheaply whether anything changed is asked more often.
+            interval = min(interval, getattr(self._resolve, "cheap_interval", interval))
             self._wake.wait(interval)
             self._wake.clear()
 
@@ -215,12 +217,18 @@ class _SkipUnchanged:
     """Skip registry queries while an embedded SQLite store's files are untouched.
 
     A registry check costs tens of milliseconds of Python in a busy worker; a `stat` of the
-    store's files costs microseconds and any promotion writes them. A full check still runs at
-    least every `max_age` seconds and after `invalidate()` (admin reload).
+    store's files costs microseconds and any promotion writes them. So the watcher stats every
+    `cheap_interval` seconds and queries when the files changed (at most every `min_gap`
+    seconds), at least every `max_age` seconds, and after `invalidate()` (admin reload).
     """
 
-    def __init__(self, resolve: Resolver, db: Path, max_age: float = 30.0) -> None:
+    cheap_interval = 0.25
+
+    def __init__(
+        self, resolve: Resolver, db: Path, max_age: float = 30.0, min_gap: float = 0.5
+    ) -> None:
         self._resolve = resolve
+        self._min_gap = min_gap
         self._files = [db, db.with_name(db.name + "-wal")]
         self._max_age = max_age
         self._last: tuple | None = None
@@ -242,8 +250,10 @@ class _SkipUnchanged:
 
     def __call__(self, seen):
         stamp = self._fingerprint()
-        fresh = time.monotonic() - self._at < self._max_age
-        if self._last is not None and stamp == self._stamp and fresh:
+        age = time.monotonic() - self._at
+        if self._last is not None and (
+            (stamp == self._stamp and age < self._max_age) or age < self._min_gap
+        ):
             return self._last
         result = self._resolve(seen)
         self._last, self._stamp, self._at = result, stamp, time.monotonic()
