@@ -58,11 +58,10 @@ def _sample_request(url: str) -> None:
     import requests
 
     row = _example_row()
-    typer.echo(
-        f"$ curl -s -X POST {url}/predict -H 'Content-Type: application/json' -d '{row}'"
+    typer.echo(f"$ curl -s -X POST {url}/predict -H 'Content-Type: application/json' -d '{row}'")
+    answer = requests.post(
+        f"{url}/predict", data=row, timeout=5, headers={"Content-Type": "application/json"}
     )
-    answer = requests.post(f"{url}/predict", data=row, timeout=5,
-                           headers={"Content-Type": "application/json"})
     typer.echo(answer.text)
 
 
@@ -85,22 +84,36 @@ def demo(
     ),
 ) -> None:
     """Run the whole platform on the embedded default: train → register → serve → drift."""
-    env = {**os.environ, "MLFLOW_TRACKING_URI": config.tracking_uri(),
-           "MLFLOW_DISABLE_TELEMETRY": "true", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": config.tracking_uri(),
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
     mlcycle = [sys.executable, "-m", "mlcycle"]
     url = f"http://127.0.0.1:{port}"
     _step("1. Train and register (mlflow run .) — champion/challenger gate decides production")
     _run(["mlflow", "run", ".", "--env-manager", "local", "-P", f"epochs={epochs}"], env)
     _run([*mlcycle, "history", "credit-risk"], env)
     _step(f"2. Serve the production model on {url}")
-    server = subprocess.Popen([*mlcycle, "serve", "--port", str(port)], env=env,
-                              start_new_session=True)
+    server = subprocess.Popen(
+        [*mlcycle, "serve", "--port", str(port)], env=env, start_new_session=True
+    )
     try:
         _wait_ready(url, server)
         _sample_request(url)
         _step("3. Simulated traffic without drift, then a drift run (expect exit 0)")
-        traffic = [*mlcycle, "simulate", "--traffic", "--url", url, "--rate", str(rate),
-                   "--duration", str(duration)]
+        traffic = [
+            *mlcycle,
+            "simulate",
+            "--traffic",
+            "--url",
+            url,
+            "--rate",
+            str(rate),
+            "--duration",
+            str(duration),
+        ]
         _run([*traffic, "--drift", "0.0"], env)
         _run([*mlcycle, "drift", "--since", "10m"], env, check=False)
         _step("4. Drifted traffic, then a drift run (expect exit 1: drift)")

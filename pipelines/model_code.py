@@ -162,7 +162,8 @@ class TabularNetModel(mlflow.pyfunc.PythonModel):
 
         Args:
             columns: numeric columns as float64 arrays (NaN = missing), categorical columns as
-                object arrays of str (None/NaN = missing). Extra keys are ignored.
+                object arrays of str or `pandas.Categorical` (None/NaN = missing). Extra keys
+                are ignored.
             n_rows: row count, needed only when the model has no input column at all.
 
         Returns:
@@ -205,7 +206,8 @@ class TabularNetModel(mlflow.pyfunc.PythonModel):
 
     def _row_count(self, columns: dict[str, np.ndarray], n_rows: int | None) -> int:
         if self._first_column is not None:
-            return np.size(_get(columns, self._first_column))
+            first = _get(columns, self._first_column)
+            return len(first) if isinstance(first, pd.Categorical) else np.size(first)
         return int(n_rows or 0)
 
     def _numeric_raw(self, columns: dict[str, np.ndarray], n: int) -> np.ndarray:
@@ -261,9 +263,22 @@ def _numeric_column(df: pd.DataFrame, name: str) -> np.ndarray:
 
 
 def _category_codes(
-    name: str, values: np.ndarray, lookup: dict[str, int], allow_missing: bool, missing: int = -1
+    name: str, values: Any, lookup: dict[str, int], allow_missing: bool, missing: int = -1
 ) -> np.ndarray:
-    """`lookup[value]` per value (`missing` for None/NaN); unknown categories raise InputError."""
+    """`lookup[value]` per value (`missing` for None/NaN); unknown categories raise InputError.
+
+    `values` is an array of str, or a `pandas.Categorical` (batch scoring reads dictionary-
+    encoded columns): then only its few categories are looked up and the codes are mapped in
+    one vectorised step.
+    """
+    if isinstance(values, pd.Categorical):
+        table = _category_codes(
+            name, np.asarray(values.categories, dtype=object), lookup, allow_missing, missing
+        )
+        codes = values.codes
+        if (codes < 0).any() and not allow_missing:
+            raise InputError(name, "missing value")
+        return np.append(table, missing)[codes]
     values = np.atleast_1d(values)
     try:
         found = [lookup.get(v, -1) for v in values]

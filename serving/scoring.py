@@ -114,7 +114,10 @@ def score_file(
 
 
 def _open(pacsv, pa, path: Path, schema, chunk_rows: int):
-    types = {c.name: (pa.float64() if c.numeric else pa.string()) for c in schema.columns}
+    # Categorical columns are read dictionary-encoded: the model then looks up each distinct
+    # category once per block instead of once per row.
+    text = pa.dictionary(pa.int32(), pa.string())
+    types = {c.name: (pa.float64() if c.numeric else text) for c in schema.columns}
     try:
         with open(path, encoding="utf-8") as f:
             header = f.readline().strip().split(",")
@@ -148,6 +151,20 @@ def _batches(reader):
             raise ScoringError(f"bad CSV content: {exc}") from None
 
 
+def _categorical(arr):
+    """A dictionary-encoded Arrow column as a `pandas.Categorical` (nulls are code -1)."""
+    import pandas as pd
+    import pyarrow as pa
+
+    if not pa.types.is_dictionary(arr.type):
+        return arr.to_numpy(zero_copy_only=False)
+    codes = arr.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+    categories = arr.dictionary.to_pylist()
+    if len(set(categories)) != len(categories):  # a block may repeat a dictionary entry
+        return arr.to_numpy(zero_copy_only=False)
+    return pd.Categorical.from_codes(codes, categories=categories)
+
+
 def _score_batch(svc, batch, schema) -> np.ndarray:
     columns = {}
     for col in schema.columns:
@@ -158,7 +175,7 @@ def _score_batch(svc, batch, schema) -> np.ndarray:
                 raise ScoringError(f"column '{col.name}' has missing values")
             columns[col.name] = values
         else:
-            columns[col.name] = arr.to_numpy(zero_copy_only=False)
+            columns[col.name] = _categorical(arr)
     n = batch.num_rows
     try:
         if n <= _SLICE:

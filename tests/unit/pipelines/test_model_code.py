@@ -91,3 +91,19 @@ def test_records_and_numeric_strings_are_accepted(model_and_rows):
     np.testing.assert_allclose(model.predict(None, records), model.predict(None, rows.head(2)))
     as_text = rows.head(2).astype({"age": str})
     np.testing.assert_allclose(model.predict(None, as_text), model.predict(None, rows.head(2)))
+
+
+def test_categorical_columns_score_like_text_columns(model_and_rows):
+    import pandas as pd
+
+    model, rows, _, spec = model_and_rows
+    rows = rows.copy()
+    name = spec["categorical"][0]["name"]
+    rows.loc[rows.index[3], name] = None  # a missing category: code -1
+    text = {c: rows[c].to_numpy() for c in rows.columns}
+    text = {c: (v.astype(np.float64) if v.dtype != object else v) for c, v in text.items()}
+    coded = {c: (pd.Categorical(v) if v.dtype == object else v) for c, v in text.items()}
+    np.testing.assert_array_equal(model.predict_columns(coded), model.predict_columns(text))
+    coded[name] = pd.Categorical(["no-such-category"] * len(rows))
+    with pytest.raises(InputError, match=name):
+        model.predict_columns(coded)
