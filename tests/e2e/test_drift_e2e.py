@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,7 +53,7 @@ def served(trained_store, tmp_path: Path) -> Iterator[dict]:
     url = f"http://127.0.0.1:{port}"
     log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        ["mlcycle", "serve", "--port", str(port), "--workers", "1"],
+        [sys.executable, "-m", "mlcycle", "serve", "--port", str(port), "--workers", "1"],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -83,7 +84,13 @@ def served(trained_store, tmp_path: Path) -> Iterator[dict]:
 
 
 def _run(args: list[str], env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run(["mlcycle", *args], env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "mlcycle", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def _traffic(served: dict, drift: float, seed: int) -> None:
