@@ -11,8 +11,8 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 
 $(BIN)/mlcycle: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q --upgrade pip > $(VENV)/pip.log 2>&1
+	$(BIN)/pip install -q -e ".[dev]" >> $(VENV)/pip.log 2>&1 || { tail -30 $(VENV)/pip.log; exit 1; }
 	@touch $(BIN)/mlcycle
 
 setup: $(BIN)/mlcycle  ## venv + the project with its dev extras

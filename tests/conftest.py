@@ -53,10 +53,11 @@ def trained_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrainedS
     previous = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = uri
     mlflow.set_tracking_uri(uri)
-    # Artifacts go next to the database, not into the working folder's ./mlruns.
-    mlflow.MlflowClient(uri).create_experiment(
-        "tests", artifact_location=(root / "artifacts").as_uri()
-    )
+    # Artifacts (training runs and the drift job's `monitoring` runs) go next to the
+    # database, not into the working folder's ./mlruns.
+    client = mlflow.MlflowClient(uri)
+    for experiment in ("tests", "monitoring"):
+        client.create_experiment(experiment, artifact_location=(root / "artifacts").as_uri())
     result = _train(uri, "tests")
     yield TrainedStore(uri, "credit-risk", str(result.version), result.run_id, root)
     if previous is None:

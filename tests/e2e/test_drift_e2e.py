@@ -28,15 +28,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _monitoring_experiment(store) -> None:
-    """Keep the `monitoring` runs' artifacts in the store's folder, not in ./mlruns."""
-    client = mlflow.MlflowClient(store.tracking_uri)
-    if client.get_experiment_by_name("monitoring") is None:
-        client.create_experiment(
-            "monitoring", artifact_location=(store.root / "artifacts").as_uri()
-        )
-
-
 @pytest.fixture
 def served(trained_store, tmp_path: Path) -> Iterator[dict]:
     env = {
@@ -48,7 +39,6 @@ def served(trained_store, tmp_path: Path) -> Iterator[dict]:
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     }
     env.pop("MLCYCLE_API_KEYS", None)
-    _monitoring_experiment(trained_store)
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 - closed below

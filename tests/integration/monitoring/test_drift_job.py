@@ -19,22 +19,12 @@ pytestmark = pytest.mark.slow
 SHIFTED = ["age", "income", "employment_years", "loan_amount"]
 
 
-def _monitoring_experiment(store) -> None:
-    """Keep the `monitoring` runs' artifacts in the store's folder, not in ./mlruns."""
-    client = mlflow.MlflowClient(store.tracking_uri)
-    if client.get_experiment_by_name("monitoring") is None:
-        client.create_experiment(
-            "monitoring", artifact_location=(store.root / "artifacts").as_uri()
-        )
-
-
 @pytest.fixture
 def env(trained_store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
     monkeypatch.setenv("MLCYCLE_HOME", str(tmp_path))
     monkeypatch.setenv("MLCYCLE_REPORTS_DIR", str(tmp_path / "reports"))
     monkeypatch.setenv("MLCYCLE_PREDICTION_LOG_URL", f"sqlite:///{tmp_path / 'log.db'}")
     monkeypatch.delenv("MLCYCLE_MODEL_NAME", raising=False)
-    _monitoring_experiment(trained_store)
     client = mlflow.MlflowClient(trained_store.tracking_uri)
     mv = client.get_model_version(trained_store.model_name, trained_store.version)
     path = mlflow.artifacts.download_artifacts(
