@@ -78,7 +78,8 @@ def demo(
     port: int = typer.Option(5001, help="Loopback port for the model server."),
     epochs: int = typer.Option(10, help="Training epochs for the demo model."),
     duration: float = typer.Option(20.0, help="Seconds of simulated traffic per phase."),
-    rate: float = typer.Option(100.0, help="Simulated requests per second."),
+    rate: float = typer.Option(50.0, help="Simulated requests per second."),
+    batch: int = typer.Option(10, help="Rows per simulated request."),
     keep_serving: bool = typer.Option(
         True, help="Keep the server running in the foreground at the end (Ctrl-C stops it)."
     ),
@@ -89,11 +90,26 @@ def demo(
         "MLFLOW_TRACKING_URI": config.tracking_uri(),
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "TF_CPP_MIN_LOG_LEVEL": "2",
+        # `mlflow run` starts `python -m pipelines`: it must find this environment's python.
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     mlcycle = [sys.executable, "-m", "mlcycle"]
     url = f"http://127.0.0.1:{port}"
     _step("1. Train and register (mlflow run .) — champion/challenger gate decides production")
-    _run(["mlflow", "run", ".", "--env-manager", "local", "-P", f"epochs={epochs}"], env)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "run",
+            ".",
+            "--env-manager",
+            "local",
+            "-P",
+            f"epochs={epochs}",
+        ],
+        env,
+    )
     _run([*mlcycle, "history", "credit-risk"], env)
     _step(f"2. Serve the production model on {url}")
     server = subprocess.Popen(
@@ -113,12 +129,16 @@ def demo(
             str(rate),
             "--duration",
             str(duration),
+            "--batch",
+            str(batch),
         ]
+        # Each phase's drift run judges exactly the rows that phase sent.
+        rows = int(rate * duration * batch)
         _run([*traffic, "--drift", "0.0"], env)
-        _run([*mlcycle, "drift", "--since", "10m"], env, check=False)
+        _run([*mlcycle, "drift", "--last", str(rows)], env, check=False)
         _step("4. Drifted traffic, then a drift run (expect exit 1: drift)")
         _run([*traffic, "--drift", "0.8"], env)
-        _run([*mlcycle, "drift", "--last", str(int(rate * duration))], env, check=False)
+        _run([*mlcycle, "drift", "--last", str(rows)], env, check=False)
         reports = Path(os.environ.get("MLCYCLE_REPORTS_DIR") or config.state_dir() / "reports")
         _step("Done. Open:")
         typer.echo(f"  web app:       {url}/")
