@@ -7,25 +7,17 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
 import pytest
 import requests
+from processes import free_port, start, stop, wait_http
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -39,38 +31,16 @@ def served(trained_store, tmp_path: Path) -> Iterator[dict]:
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     }
     env.pop("MLCYCLE_API_KEYS", None)
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
-    log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlcycle", "serve", "--port", str(port), "--workers", "1"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    log_path = tmp_path / "serve.log"
+    cmd = [sys.executable, "-m", "mlcycle", "serve", "--port", str(port), "--workers", "1"]
+    proc = start(cmd, env, log_path)
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if requests.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-2000:]
-            time.sleep(0.5)
-        else:
-            pytest.fail(
-                "server never became ready: " + (tmp_path / "serve.log").read_text()[-2000:]
-            )
+        wait_http(f"{url}/v2/health/ready", proc, log_path)
         yield {"url": url, "env": env, "root": tmp_path, "store": trained_store}
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+        stop(proc, timeout=20)
 
 
 def _run(args: list[str], env: dict) -> subprocess.CompletedProcess:

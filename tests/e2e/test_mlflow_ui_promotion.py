@@ -17,17 +17,16 @@ from pathlib import Path
 
 import pytest
 import requests
+from processes import free_port, start, stop, wait_http
 from test_web_app import (  # same folder: pytest puts it on sys.path
     CHROMIUM,
     CHROMIUM_ARGS,
     SHOTS,
     add_version,
     copy_store,
-    free_port,
     sample_csv,
     serving_version,
     start_server,
-    stop,
     wait_ready,
 )
 
@@ -39,25 +38,7 @@ def start_mlflow(uri: str, port: int, log_path: Path) -> subprocess.Popen:
     mlflow = Path(sys.executable).with_name("mlflow")
     cmd = [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--backend-store-uri", uri, "--workers", "1"]
-    env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true")
-    with open(log_path, "wb") as log:
-        return subprocess.Popen(
-            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-
-def wait_http(url: str, proc: subprocess.Popen, log_path: Path, timeout: float = 120) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"mlflow server exited: {log_path.read_text()[-2000:]}")
-        try:
-            if requests.get(url, timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"mlflow server not up in {timeout}s: {log_path.read_text()[-2000:]}")
+    return start(cmd, dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true"), log_path)
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -19,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from processes import free_port, start, stop, wait_http
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -33,12 +32,6 @@ CHROMIUM_ARGS = [
 ]
 SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 TOKEN = "web-e2e-admin-token"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def copy_store(src_uri: str, dest: Path) -> str:
@@ -62,37 +55,12 @@ def add_version(uri: str, name: str, like: str) -> str:
 
 
 def start_server(env: dict, port: int, log_path: Path) -> subprocess.Popen:
-    mlcycle = Path(sys.executable).with_name("mlcycle")
-    cmd = [str(mlcycle), "serve", "--port", str(port), "--workers", "2", "--threads", "2"]
-    with open(log_path, "wb") as log:
-        return subprocess.Popen(
-            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    cmd = [sys.executable, "-m", "mlcycle", "serve", "--port", str(port)]
+    return start([*cmd, "--workers", "2", "--threads", "2"], env, log_path)
 
 
-def wait_ready(url: str, proc: subprocess.Popen, log_path: Path, timeout: float = 150) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited: {log_path.read_text()[-2000:]}")
-        try:
-            if requests.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"server not ready in {timeout}s: {log_path.read_text()[-2000:]}")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(5)
+def wait_ready(url: str, proc: subprocess.Popen, log_path: Path) -> None:
+    wait_http(f"{url}/v2/health/ready", proc, log_path, timeout=150)
 
 
 @pytest.fixture(scope="module")

@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-import requests
+from processes import free_port, stop, wait_http
+from processes import start as start_process
 
 ADMIN = "test-admin-token"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:
@@ -53,38 +45,18 @@ class Server:
             "--threads",
             "4",
         ]
-        with open(self.output, "w") as out:
-            self.proc = subprocess.Popen(
-                cmd, env=full_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
+        self.proc = start_process(cmd, full_env, self.output)
         self.wait_ready()
 
     def wait_ready(self, timeout: float = 90) -> None:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.output.read_text()[-2000:]}")
-            try:
-                if requests.get(self.url + "/v2/health/ready", timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"server never ready: {self.output.read_text()[-2000:]}")
+        wait_http(self.url + "/v2/health/ready", self.proc, self.output, timeout)
 
     def kill9(self) -> None:
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        stop(self.proc)
 
 
 @pytest.fixture
