@@ -150,21 +150,30 @@ def test_hot_reload_under_load_and_broken_promotion(
 
     broken = _register_broken_version(trained_store)
     promote(trained_store.model_name, broken, "production", "test broken")
-    requests.post(server.url + "/admin/reload", headers={"X-Admin-Token": ADMIN}, timeout=60)
+    try:
+        _check_broken_version_keeps_v2_serving(server.url, body, broken, v2)
+    finally:  # later tests share the store: never leave it pointing at the broken version
+        promote(trained_store.model_name, v2, "production", "test restore")
+
+
+def _check_broken_version_keeps_v2_serving(url: str, body: dict, broken: str, v2: str) -> None:
+    requests.post(url + "/admin/reload", headers={"X-Admin-Token": ADMIN}, timeout=60)
+    failure = f'mlcycle_model_load_failures_total{{model_version="{broken}"}}'
+    # Each worker follows the registry on its own: wait until the failure is counted and the
+    # worker answering /health has tried the broken version too.
     deadline = time.time() + 30
     while time.time() < deadline:
-        metrics = requests.get(server.url + "/metrics", timeout=10).text
-        if f'mlcycle_model_load_failures_total{{model_version="{broken}"}}' in metrics:
+        metrics = requests.get(url + "/metrics", timeout=10).text
+        detail = requests.get(url + "/health", timeout=10).json()
+        if failure in metrics and (detail.get("last_load_error") or {}).get("version") == broken:
             break
         time.sleep(0.5)
-    assert f'mlcycle_model_load_failures_total{{model_version="{broken}"}}' in metrics
-    r = requests.post(server.url + "/invocations", json=body, timeout=10)
+    assert failure in metrics
+    assert detail["last_load_error"]["version"] == broken, detail
+    r = requests.post(url + "/invocations", json=body, timeout=10)
     assert r.status_code == 200 and r.headers["X-Model-Version"] == v2
-    ready = requests.get(server.url + "/v2/health/ready", timeout=10).json()
+    ready = requests.get(url + "/v2/health/ready", timeout=10).json()
     assert ready["ready"] and ready["model_version"] == v2
-    detail = requests.get(server.url + "/health", timeout=10).json()
-    assert detail["last_load_error"]["version"] == broken
-    promote(trained_store.model_name, v2, "production", "test restore")
 
 
 def _register_broken_version(store) -> str:
