@@ -168,6 +168,24 @@ def prepare_bodies(root: Path) -> tuple[Path, Path]:
     return body, kbody
 
 
+# mlcycle's own layouts, each measured with the same body and connection counts:
+# (key, label, environment overrides).
+MLCYCLE_VARIANTS = (
+    ("mlcycle", "mlcycle serve (default: cache on, batching off)", {}),
+    ("mlcycle_batching", "mlcycle, batching on", {"MLCYCLE_BATCHING": "true"}),
+    (
+        "mlcycle_nocache",
+        "mlcycle, cache off (every request runs the model)",
+        {"MLCYCLE_CACHE": "false"},
+    ),
+    (
+        "mlcycle_nocache_batching",
+        "mlcycle, cache off, batching on",
+        {"MLCYCLE_CACHE": "false", "MLCYCLE_BATCHING": "true"},
+    ),
+)
+
+
 def measure(
     name: str,
     cmd: list[str],
@@ -232,6 +250,8 @@ def main() -> None:
         MLCYCLE_PREDICTION_LOG_URL=f"sqlite:///{root / 'pred.db'}",
         MLCYCLE_REPORTS_DIR=str(root / "reports"),
         MLCYCLE_HOME=str(root),
+        # `mlflow models serve` execs `uvicorn`: it must find this environment's scripts.
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     )
     from serving.cli import server_command
     from serving.settings import get_settings
@@ -239,47 +259,12 @@ def main() -> None:
     s = get_settings()
     py, bindir = sys.executable, Path(sys.executable).parent
     serve = [py, "-m", "serving", "--port", "{port}", "--workers", str(args.workers)]
-    runs = {}
-    runs["mlcycle"] = measure(
-        "mlcycle (default: cache on, batching off)",
-        serve,
-        "/v2/health/ready",
-        body,
-        conns,
-        args.seconds,
-        env,
-        ROOT,
-    )
-    runs["mlcycle_nobatch"] = measure(
-        "mlcycle, batching on",
-        serve,
-        "/v2/health/ready",
-        body,
-        conns,
-        args.seconds,
-        {**env, "MLCYCLE_BATCHING": "true"},
-        ROOT,
-    )
-    runs["mlcycle_nocache"] = measure(
-        "mlcycle, cache off (every request runs the model)",
-        serve,
-        "/v2/health/ready",
-        body,
-        conns,
-        args.seconds,
-        {**env, "MLCYCLE_CACHE": "false"},
-        ROOT,
-    )
-    runs["mlcycle_plain"] = measure(
-        "mlcycle, cache off, batching on",
-        serve,
-        "/v2/health/ready",
-        body,
-        conns,
-        args.seconds,
-        {**env, "MLCYCLE_CACHE": "false", "MLCYCLE_BATCHING": "true"},
-        ROOT,
-    )
+    runs = {
+        key: measure(
+            label, serve, "/v2/health/ready", body, conns, args.seconds, {**env, **extra}, ROOT
+        )
+        for key, label, extra in MLCYCLE_VARIANTS
+    }
     bare = server_command(
         s.server, "bare_app:app", "127.0.0.1", 0, args.workers, s.threads, factory=False
     )
@@ -347,10 +332,7 @@ def main() -> None:
 
 def summarize(runs: dict, conns: list[int], args, s) -> str:
     labels = {
-        "mlcycle": "mlcycle serve (default: cache on, batching off)",
-        "mlcycle_nobatch": "mlcycle, batching on",
-        "mlcycle_nocache": "mlcycle, cache off",
-        "mlcycle_plain": "mlcycle, cache off, batching on",
+        **{key: label for key, label, _ in MLCYCLE_VARIANTS},
         "bare": f"bare constant Flask endpoint, same stack ({s.server})",
         "mlflow": f"`mlflow models serve -w {args.workers}`, same registered model",
         "keras": "`mlflow models serve`, same network via `mlflow.keras` (anchor)",
