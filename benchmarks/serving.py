@@ -130,8 +130,12 @@ def train_store(root: Path) -> str:
     return uri
 
 
-def prepare_bodies(root: Path) -> tuple[Path, Path]:
-    """The one-row request body and the Keras anchor (registered as `keras-anchor`)."""
+def prepare_bodies(root: Path) -> tuple[Path, Path, str]:
+    """The one-row request body, the Keras anchor's body and the anchor's model URI.
+
+    The anchor is registered as a new version of `keras-anchor`, so a reused store (see
+    `--tracking-uri`) serves this run's network, not an older one of another width.
+    """
     import mlflow
     import numpy as np
     import pandas as pd
@@ -157,7 +161,7 @@ def prepare_bodies(root: Path) -> tuple[Path, Path]:
     net.fit(x, (x[:, 0] > 0).astype("float32"), epochs=1, verbose=0)
     mlflow.set_experiment("keras-anchor")
     with mlflow.start_run():
-        mlflow.keras.log_model(
+        info = mlflow.keras.log_model(
             net,
             name="model",
             registered_model_name="keras-anchor",
@@ -165,7 +169,7 @@ def prepare_bodies(root: Path) -> tuple[Path, Path]:
         )
     kbody = root / "kbody.json"
     kbody.write_text(json.dumps({"inputs": x[:1].tolist()}))
-    return body, kbody
+    return body, kbody, f"models:/keras-anchor/{info.registered_model_version}"
 
 
 # mlcycle's own layouts, each measured with the same body and connection counts:
@@ -184,6 +188,24 @@ MLCYCLE_VARIANTS = (
         {"MLCYCLE_CACHE": "false", "MLCYCLE_BATCHING": "true"},
     ),
 )
+
+
+def mlflow_serve_command(model_uri: str) -> list[str]:
+    """`mlflow models serve` on loopback for `model_uri`, with `{port}` left to fill in."""
+    mlflow = str(Path(sys.executable).parent / "mlflow")
+    return [
+        mlflow,
+        "models",
+        "serve",
+        "-m",
+        model_uri,
+        "--env-manager",
+        "local",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        "{port}",
+    ]
 
 
 def measure(
@@ -243,7 +265,7 @@ def main() -> None:
         os.environ["MLFLOW_TRACKING_URI"] = args.tracking_uri
     else:
         train_store(root)
-    body, kbody = prepare_bodies(root)
+    body, kbody, keras_uri = prepare_bodies(root)
     (root / "bare_app.py").write_text(BARE_APP)
     env = dict(
         os.environ,
@@ -257,8 +279,7 @@ def main() -> None:
     from serving.settings import get_settings
 
     s = get_settings()
-    py, bindir = sys.executable, Path(sys.executable).parent
-    serve = [py, "-m", "serving", "--port", "{port}", "--workers", str(args.workers)]
+    serve = [sys.executable, "-m", "serving", "--port", "{port}", "--workers", str(args.workers)]
     runs = {
         key: measure(
             label, serve, "/v2/health/ready", body, conns, args.seconds, {**env, **extra}, ROOT
@@ -279,22 +300,9 @@ def main() -> None:
         {**env, "PYTHONPATH": str(root)},
         root,
     )
-    mlflow_serve = [
-        str(bindir / "mlflow"),
-        "models",
-        "serve",
-        "-m",
-        "models:/credit-risk@production",
-        "--env-manager",
-        "local",
-        "-h",
-        "127.0.0.1",
-        "-p",
-        "{port}",
-    ]
     runs["mlflow"] = measure(
         f"mlflow models serve -w {args.workers}, same model",
-        [*mlflow_serve, "-w", str(args.workers)],
+        [*mlflow_serve_command("models:/credit-risk@production"), "-w", str(args.workers)],
         "/ping",
         body,
         conns,
@@ -302,19 +310,7 @@ def main() -> None:
         env,
     )
     if not args.skip_keras:
-        keras = [
-            str(bindir / "mlflow"),
-            "models",
-            "serve",
-            "-m",
-            "models:/keras-anchor/1",
-            "--env-manager",
-            "local",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            "{port}",
-        ]
+        keras = mlflow_serve_command(keras_uri)
         runs["keras"] = measure(
             "mlflow models serve, Keras flavour (defaults)",
             keras,
