@@ -26,7 +26,7 @@ from serving import protocols
 from serving.errors import RequestError
 from serving.metrics import get_metrics, render
 from serving.model import ModelService
-from serving.predlog import PredictionLog, build_rows, open_store
+from serving.predlog import PredictionLog, build_batch, build_rows, open_store
 from serving.settings import Settings, get_settings
 from serving.watcher import ModelWatcher, ServingState, mlflow_loader, registry_resolver
 
@@ -316,18 +316,20 @@ class Predictor:
     ) -> dict:
         batcher = svc.batcher
         if batcher is None:
-            columns, n, preds, extra = self._predict(req, rid, svc, body, route, kind)
+            columns, arrays, preds, extra = self._predict(req, rid, svc, body, route, kind)
         else:
             batcher.enter()  # lets a batch leader wait briefly for this request's rows
             try:
-                columns, n, preds, extra = self._predict(req, rid, svc, body, route, kind)
+                columns, arrays, preds, extra = self._predict(req, rid, svc, body, route, kind)
             finally:
                 batcher.leave()
-        return self._finish(rid, svc, kind, columns, preds, extra)
+        self._log(rid, svc, columns, arrays, preds)
+        return self._answer(rid, svc, kind, preds, extra)
 
     def _predict(
         self, req: _Req, rid: str, svc: ModelService, body: bytes, route: str, kind: str
-    ) -> tuple[dict, int, np.ndarray, object]:
+    ) -> tuple[dict, dict, np.ndarray, object]:
+        """Parse, validate and score: (raw columns, validated arrays, predictions, extra)."""
         try:
             if kind == "invocations":
                 columns, n = protocols.parse_invocations(body, req.content_type, svc.schema)
@@ -342,18 +344,28 @@ class Predictor:
         except Exception as exc:  # unexpected parsing trouble is still the input's fault
             log.warning("unparseable request %s on %s: %r", rid, route, exc)
             raise RequestError(f"could not read the request: {type(exc).__name__}") from None
-        return columns, n, svc.score(arrays, columns, n), extra
+        return columns, arrays, svc.score(arrays, columns, n), extra
 
-    def _finish(
-        self, rid: str, svc: ModelService, kind: str, columns: dict, preds: np.ndarray, extra
-    ) -> dict:
+    def _log(
+        self, rid: str, svc: ModelService, columns: dict, arrays: dict, preds: np.ndarray
+    ) -> None:
+        """Commit the scored rows to the prediction log: one row each, or one columnar batch
+        for requests of `log_batch_rows` rows or more."""
         predlog = self.serving.predlog
-        if predlog is not None:
-            rows = build_rows(
-                rid, svc.name, svc.version, svc.run_id, svc.schema.names, columns, preds
-            )
-            if not predlog.write(rows):
-                raise RequestError("prediction log unavailable; nothing was recorded", status=503)
+        if predlog is None:
+            return
+        names = svc.schema.names
+        big = self.settings.log_batch_rows
+        if big > 0 and len(preds) >= big:
+            rows = []
+            batches = [build_batch(rid, svc.name, svc.version, svc.run_id, names, arrays, preds)]
+        else:
+            rows = build_rows(rid, svc.name, svc.version, svc.run_id, names, columns, preds)
+            batches = []
+        if not predlog.write(rows, batches):
+            raise RequestError("prediction log unavailable; nothing was recorded", status=503)
+
+    def _answer(self, rid: str, svc: ModelService, kind: str, preds: np.ndarray, extra) -> dict:
         self.metrics.observe_scores(svc.version, preds)
         if kind == "invocations":
             return {"predictions": preds}

@@ -116,6 +116,9 @@ def serve(
     raise typer.Exit(code)
 
 
+_BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 def launch(
     target: str, server: str, host: str, port: int, workers: int, threads: int, factory: bool = True
 ) -> int:
@@ -130,6 +133,8 @@ def launch(
     env = dict(os.environ)
     env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    for knob in _BLAS_THREADS:  # the workers are the parallelism: one BLAS thread each
+        env.setdefault(knob, "1")
     env.update(
         {
             "PROMETHEUS_MULTIPROC_DIR": str(prom),

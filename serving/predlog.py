@@ -1,12 +1,14 @@
 """Durable prediction log (Contract 2): every scored row, group-committed.
 
-In: `PredictionLog.write(rows)` from request threads (rows from `build_rows`).
-Out: rows in table `predictions` of a SQLite file (WAL; the default) or any SQLAlchemy URL
-(PostgreSQL). Rows queued while a commit runs go into the next single commit (group commit),
-made by the first waiting request thread ("inline", the default) or by a writer thread
-("thread"). `write` returns once the rows are committed and the request answers only then, so
-a crash (even `kill -9`) loses no acknowledged row. Several processes may share one SQLite
-file (busy timeout).
+In: `PredictionLog.write(rows, batches)` from request threads (rows from `build_rows`, large
+requests as one columnar batch from `build_batch`).
+Out: rows in table `predictions` (one row per scored row, inputs as JSON) and batches in table
+`prediction_batches` (one row per large request: its inputs and predictions as an Arrow IPC
+stream) of a SQLite file (WAL; the default) or any SQLAlchemy URL (PostgreSQL). Rows queued
+while a commit runs go into the next single commit (group commit), made by the first waiting
+request thread ("inline", the default) or by a writer thread ("thread"). `write` returns once
+the rows are committed and the request answers only then, so a crash (even `kill -9`) loses no
+acknowledged row. Several processes may share one SQLite file (busy timeout).
 """
 
 from __future__ import annotations
@@ -37,6 +39,21 @@ _INSERT = (
     "INSERT INTO predictions (ts, request_id, model_name, model_version, model_run_id, "
     "inputs, prediction) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
+BATCH_COLUMNS = (
+    "ts",
+    "request_id",
+    "model_name",
+    "model_version",
+    "model_run_id",
+    "n_rows",
+    "format",
+    "data",
+)
+BATCH_FORMAT = "arrow-ipc"  # an Arrow IPC stream: one column per input, then `prediction`
+_INSERT_BATCH = (
+    "INSERT INTO prediction_batches (ts, request_id, model_name, model_version, model_run_id, "
+    "n_rows, format, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
 _SQLITE_DDL = (
     # INTEGER PRIMARY KEY is SQLite's auto-assigned rowid (what SQLAlchemy's autoincrement
     # means there); the AUTOINCREMENT keyword would add a sqlite_sequence write per commit.
@@ -46,19 +63,27 @@ _SQLITE_DDL = (
     "CREATE INDEX IF NOT EXISTS ix_predictions_model_ts ON predictions "
     "(model_name, model_version, ts)",
     "CREATE INDEX IF NOT EXISTS ix_predictions_ts ON predictions (ts)",
+    "CREATE TABLE IF NOT EXISTS prediction_batches (id INTEGER PRIMARY KEY, ts REAL NOT NULL, "
+    "request_id TEXT, model_name TEXT, model_version TEXT, model_run_id TEXT, "
+    "n_rows INTEGER NOT NULL, format TEXT NOT NULL, data BLOB NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS ix_prediction_batches_model_ts ON prediction_batches "
+    "(model_name, model_version, ts)",
+    "CREATE INDEX IF NOT EXISTS ix_prediction_batches_ts ON prediction_batches (ts)",
 )
 
 
 class Ticket:
-    """One request's rows on their way to the store; `wait` blocks until `done`."""
+    """One request's rows and batches on their way to the store; `wait` blocks until `done`."""
 
-    __slots__ = ("_lock", "error", "rows", "batch")
+    __slots__ = ("_lock", "error", "rows", "batches", "size", "batch")
 
-    def __init__(self, rows: list[tuple]) -> None:
+    def __init__(self, rows: list[tuple], batches: list[tuple]) -> None:
         self._lock = threading.Lock()
         self._lock.acquire()
         self.error: BaseException | None = None
         self.rows = rows
+        self.batches = batches
+        self.size = len(rows) + sum(b[5] for b in batches)  # scored rows, batches included
         self.batch: list[Ticket] | None = None
 
     def done(self, error: BaseException | None = None) -> None:
@@ -72,9 +97,9 @@ class Ticket:
 
 
 class Store:
-    """Where rows go: `write(rows)` inserts and commits, or raises."""
+    """Where rows go: `write(rows, batches)` inserts both in one transaction, or raises."""
 
-    def write(self, rows: list[tuple]) -> None:  # pragma: no cover - interface
+    def write(self, rows: list[tuple], batches: list[tuple] = ()) -> None:  # pragma: no cover
         raise NotImplementedError
 
     def close(self) -> None:
@@ -101,11 +126,14 @@ class SqliteStore(Store):
         self._timeout = busy_timeout_ms / 1000
         self._conn.execute("PRAGMA busy_timeout=0")
 
-    def write(self, rows: list[tuple]) -> None:
+    def write(self, rows: list[tuple], batches: list[tuple] = ()) -> None:
         conn = self._conn
         self._begin(conn)
         try:
-            conn.executemany(_INSERT, rows)
+            if rows:
+                conn.executemany(_INSERT, rows)
+            if batches:
+                conn.executemany(_INSERT_BATCH, batches)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -151,11 +179,34 @@ class SqlAlchemyStore(Store):
             sa.Index("ix_predictions_model_ts", "model_name", "model_version", "ts"),
             sa.Index("ix_predictions_ts", "ts"),
         )
+        self._batches = sa.Table(
+            "prediction_batches",
+            meta,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("ts", sa.Float(precision=53), nullable=False),
+            sa.Column("request_id", sa.Text),
+            sa.Column("model_name", sa.Text),
+            sa.Column("model_version", sa.Text),
+            sa.Column("model_run_id", sa.Text),
+            sa.Column("n_rows", sa.Integer, nullable=False),
+            sa.Column("format", sa.Text, nullable=False),
+            sa.Column("data", sa.LargeBinary, nullable=False),
+            sa.Index("ix_prediction_batches_model_ts", "model_name", "model_version", "ts"),
+            sa.Index("ix_prediction_batches_ts", "ts"),
+        )
         meta.create_all(self._engine, checkfirst=True)
 
-    def write(self, rows: list[tuple]) -> None:
+    def write(self, rows: list[tuple], batches: list[tuple] = ()) -> None:
         with self._engine.begin() as conn:
-            conn.execute(self._table.insert(), [dict(zip(COLUMNS, r, strict=True)) for r in rows])
+            if rows:
+                conn.execute(
+                    self._table.insert(), [dict(zip(COLUMNS, r, strict=True)) for r in rows]
+                )
+            if batches:
+                conn.execute(
+                    self._batches.insert(),
+                    [dict(zip(BATCH_COLUMNS, b, strict=True)) for b in batches],
+                )
 
     def close(self) -> None:
         self._engine.dispose()
@@ -208,12 +259,67 @@ def build_rows(
     ]
 
 
-def _plain(values: list | np.ndarray) -> list:
+def _plain(values) -> list:
     if type(values) is list:
         return values
-    if values.dtype.kind == "f":
+    values = np.asarray(values)  # a pandas.Categorical becomes an object array (NaN = missing)
+    if values.dtype.kind in "fO":
         return [None if v != v else v for v in values.tolist()]
     return values.tolist()
+
+
+def build_batch(
+    request_id: str,
+    model_name: str,
+    model_version: str,
+    run_id: str,
+    names: tuple[str, ...],
+    arrays: dict,
+    predictions: np.ndarray,
+    ts: float | None = None,
+) -> tuple:
+    """The `prediction_batches` row of one large scored request (all its rows in one blob).
+
+    Args:
+        arrays: the request's validated columns (float64 arrays with NaN = missing; object
+            arrays of str or `pandas.Categorical` for categories).
+
+    Returns:
+        The row, its `data` an Arrow IPC stream (LZ4-compressed buffers) of the input columns
+        and `prediction`; missing values are nulls.
+    """
+    ts = time.time() if ts is None else ts
+    blob = encode_batch(names, arrays, predictions)
+    return (ts, request_id, model_name, model_version, run_id, len(predictions), BATCH_FORMAT, blob)
+
+
+def encode_batch(names: tuple[str, ...], arrays: dict, predictions: np.ndarray) -> bytes:
+    """Inputs and predictions as one Arrow IPC stream (categories dictionary-encoded)."""
+    import pyarrow as pa
+
+    fields = {name: _arrow_column(arrays[name]) for name in names}
+    fields["prediction"] = pa.array(np.asarray(predictions, dtype=np.float64))
+    table = pa.table(fields)
+    sink = pa.BufferOutputStream()
+    options = pa.ipc.IpcWriteOptions(compression="lz4")
+    with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def _arrow_column(values):
+    import pyarrow as pa
+
+    if hasattr(values, "codes") and hasattr(values, "categories"):  # pandas.Categorical
+        codes = np.asarray(values.codes)
+        return pa.DictionaryArray.from_arrays(
+            pa.array(codes, mask=codes < 0),
+            pa.array(np.asarray(values.categories, dtype=object), type=pa.string()),
+        )
+    values = np.asarray(values)
+    if values.dtype.kind == "O":
+        return pa.array(values, type=pa.string(), from_pandas=True).dictionary_encode()
+    return pa.array(values.astype(np.float64, copy=False), from_pandas=True)
 
 
 class PredictionLog:
@@ -251,9 +357,13 @@ class PredictionLog:
             self._thread = threading.Thread(target=self._run, name="predlog-writer", daemon=True)
             self._thread.start()
 
-    def write(self, rows: list[tuple], timeout: float = 30.0) -> bool:
-        """Commit `rows` (with whatever else is queued); True once committed, False on failure."""
-        ticket = Ticket(rows)
+    def write(self, rows: list[tuple], batches: list[tuple] = (), timeout: float = 30.0) -> bool:
+        """Commit `rows` and `batches` (with whatever else is queued).
+
+        Returns:
+            True once committed, False on failure (or after `timeout` seconds).
+        """
+        ticket = Ticket(rows, list(batches))
         if self._mode == "thread":
             self._queue.put(ticket)
             return ticket.wait(timeout) and ticket.error is None
@@ -294,11 +404,11 @@ class PredictionLog:
                     return
                 batch, rows = [], 0
                 while self._pending and (
-                    not batch or rows + len(self._pending[0].rows) <= self._max_rows
+                    not batch or rows + self._pending[0].size <= self._max_rows
                 ):
                     nxt = self._pending.pop(0)
                     batch.append(nxt)
-                    rows += len(nxt.rows)
+                    rows += nxt.size
             # Hand the next group to its first request so this one can answer now.
             batch[0].batch = batch
             batch[0].done()
@@ -309,7 +419,7 @@ class PredictionLog:
             first = self._queue.get()
             if first is None:
                 return
-            batch, rows = [first], len(first.rows)
+            batch, rows = [first], first.size
             while rows < self._max_rows:
                 try:
                     nxt = self._queue.get_nowait()
@@ -319,17 +429,18 @@ class PredictionLog:
                     self._commit(batch)
                     return
                 batch.append(nxt)
-                rows += len(nxt.rows)
+                rows += nxt.size
             self._commit(batch)
 
     def _commit(self, batch: list[Ticket]) -> None:
         rows = [r for t in batch for r in t.rows]
+        batches = [b for t in batch for b in t.batches]
         error = None
         for attempt in range(3):
             try:
                 if self._store is None:
                     self._store = self._factory()
-                self._store.write(rows)
+                self._store.write(rows, batches)
                 error = None
                 break
             except Exception as exc:
@@ -341,7 +452,7 @@ class PredictionLog:
             if self._on_failure:
                 self._on_failure()
         elif self._on_commit:
-            self._on_commit(len(rows))
+            self._on_commit(sum(t.size for t in batch))
         for t in batch:
             t.done(error)
 

@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import csv
 import io
+import operator
+import re
 
+import numpy as np
 import orjson
 
 from serving.errors import RequestError
-from serving.schema import Schema
+from serving.schema import COLUMNAR_ROWS, Schema
+
+_ARROW_CSV_BYTES = 64 * 1024  # CSV bodies from this size are parsed by pyarrow (C++)
 
 MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 V2_NUMERIC = {
@@ -102,7 +107,28 @@ def records_to_columns(records, schema: Schema, where: str = "records"):
             raise RequestError(f"'{where}' row {i} must be an object of column values", field=where)
         if row.keys() != names:
             schema.check_names(row.keys())
+    if len(records) >= COLUMNAR_ROWS:
+        cols = _transpose(list(map(operator.itemgetter(*schema.names), records)), schema.names)
+        if cols is not None:
+            return cols, len(records)
     return {c: [row[c] for row in records] for c in schema.names}, len(records)
+
+
+def _transpose(rows: list, names) -> dict | None:
+    """Rows (lists or tuples of `len(names)` values) to object-array columns, in one C pass.
+
+    Returns None when the rows do not form a rectangle of scalars (the caller's Python path
+    then finds and names the bad row or value).
+    """
+    if len(names) < 2:
+        return None  # itemgetter of one name gives bare values, not tuples
+    try:
+        grid = np.array(rows, dtype=object)
+    except ValueError:
+        return None
+    if grid.ndim != 2 or grid.shape[1] != len(names):
+        return None
+    return {name: grid[:, j] for j, name in enumerate(names)}
 
 
 def split_to_columns(split, schema: Schema):
@@ -127,6 +153,10 @@ def split_to_columns(split, schema: Schema):
         raise RequestError("duplicate column names", field="dataframe_split.columns")
     schema.check_names(columns)
     width = len(columns)
+    if len(data) >= COLUMNAR_ROWS:
+        cols = _transpose(data, columns)
+        if cols is not None:
+            return cols, len(data)
     for i, row in enumerate(data):
         if type(row) is not list or len(row) != width:
             raise RequestError(
@@ -160,6 +190,8 @@ def dict_to_columns(columns: dict, schema: Schema, where: str = "inputs"):
 
 def parse_csv(body: bytes, schema: Schema):
     """CSV with a header row to columns; empty cells are missing, numbers parsed as floats."""
+    if len(body) >= _ARROW_CSV_BYTES:
+        return _parse_csv_arrow(body, schema)
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
@@ -186,6 +218,70 @@ def parse_csv(body: bytes, schema: Schema):
             else [v if v != "" else None for v in raw]
         )
     return out, len(data)
+
+
+def _csv_header(body: bytes, schema: Schema) -> list[str]:
+    """The header row of a CSV body, checked against the schema."""
+    first = body.split(b"\n", 1)[0]
+    try:
+        header = next(csv.reader(io.StringIO(first.decode("utf-8"))), [])
+    except UnicodeDecodeError:
+        raise RequestError("CSV body must be UTF-8") from None
+    if not header:
+        raise RequestError("empty CSV: send a header row and at least one row")
+    if len(set(header)) != len(header):
+        raise RequestError("duplicate column names in the CSV header")
+    schema.check_names(header)
+    return header
+
+
+def _parse_csv_arrow(body: bytes, schema: Schema):
+    """A large CSV body parsed by pyarrow: float64 numbers, dictionary-encoded categories."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    header = _csv_header(body, schema)
+    types = {
+        c.name: pa.float64() if c.numeric else pa.dictionary(pa.int32(), pa.string())
+        for c in schema.columns
+    }
+    convert = pcsv.ConvertOptions(column_types=types, null_values=[""], strings_can_be_null=True)
+    try:
+        table = pcsv.read_csv(pa.py_buffer(body), convert_options=convert)
+    except pa.ArrowInvalid as exc:
+        message = str(exc)
+        raise RequestError(_csv_error(message, header), field=_csv_field(message, header)) from None
+    if table.num_rows == 0:
+        raise RequestError("empty batch: send at least one row")
+    out = {}
+    for name in header:
+        column = table.column(name)
+        out[name] = (
+            column.to_numpy()
+            if schema.by_name[name].numeric
+            else column.to_pandas().array  # a pandas.Categorical
+        )
+    return out, table.num_rows
+
+
+def _csv_field(message: str, header: list[str]) -> str | None:
+    found = re.search(r"column #(\d+)", message)
+    if found and int(found.group(1)) < len(header):
+        return header[int(found.group(1))]
+    return None
+
+
+def _csv_error(message: str, header: list[str]) -> str:
+    """pyarrow's CSV error as a message naming the column (its text, first line only)."""
+    name = _csv_field(message, header)
+    if "Expected" in message and "columns" in message:
+        return "CSV rows must all have the header's width"
+    detail = message.strip().splitlines()[0][:200]
+    if name is not None and "conversion error" in message:
+        value = re.search(r"invalid value '([^']*)'", message)
+        shown = repr(value.group(1)[:40]) if value else "a non-number"
+        return f"column '{name}' must be a number, got {shown}"
+    return f"malformed CSV: {detail}"
 
 
 def _csv_number(name: str, text: str):

@@ -4,8 +4,9 @@ In: the model's preprocessing `spec` (Contract 1) or, for generic pyfunc models,
 column signature; request columns as `{name: list}` (already parsed from any protocol).
 Out: `{name: numpy array}` ready for `predict_columns` (float64 for numbers, NaN = missing;
 object arrays of str for categories), or a `RequestError` naming the offending field.
-No pandas here: requests are checked with plain Python loops on small batches and numpy on
-large ones.
+Requests are checked with plain Python loops on small batches, numpy on large ones, and, from
+`COLUMNAR_ROWS` rows, categories are factorised once (pandas, in C) into a `pandas.Categorical`
+so only the few distinct values are checked and the model maps codes, not strings.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import numpy as np
 from serving.errors import RequestError
 
 _SMALL = 64  # below this many rows a Python loop beats numpy's type inference
+COLUMNAR_ROWS = 512  # from this many rows categories are factorised (one C pass over the values)
+_NUMBER_TYPES = frozenset((int, float, type(None)))
 _NUMERIC_TYPES = {"double", "float", "long", "integer", "int", "number"}
 
 
@@ -140,19 +143,23 @@ def _numeric(col: Column, values: list) -> np.ndarray:
     return _numeric_large(col, values)
 
 
-def _numeric_large(col: Column, values: list) -> np.ndarray:
+def _numeric_large(col: Column, values) -> np.ndarray:
+    """Many values (a list, or an object/numeric array from a columnar parser) to float64."""
+    python_values = not isinstance(values, np.ndarray) or values.dtype.kind == "O"
+    if python_values and not set(map(type, values)) <= _NUMBER_TYPES:  # JSON true, "1"
+        _bad_number(col, next(v for v in values if type(v) not in _NUMBER_TYPES))
     try:
-        arr = np.array(values)
+        arr = values if isinstance(values, np.ndarray) else np.array(values)
     except (ValueError, TypeError):
         raise RequestError(f"column '{col.name}' must hold numbers", field=col.name) from None
     kind = arr.dtype.kind
-    if kind == "O":
-        for v in values:
-            if v is not None and (type(v) not in (int, float)):
-                _bad_number(col, v)
-        arr = np.array(values, dtype=np.float64)
+    if kind == "O" and arr.ndim == 1:
+        try:
+            arr = arr.astype(np.float64)
+        except (ValueError, TypeError, OverflowError):
+            raise RequestError(f"column '{col.name}' must hold numbers", field=col.name) from None
     elif kind not in "fiu" or arr.ndim != 1:
-        _bad_number(col, next(v for v in values if type(v) not in (int, float)))
+        raise RequestError(f"column '{col.name}' must hold numbers", field=col.name)
     else:
         arr = arr.astype(np.float64, copy=False)
     if np.isinf(arr).any():
@@ -167,11 +174,52 @@ def _bad_number(col: Column, value) -> None:
     raise RequestError(f"column '{col.name}' must be a finite number, got {shown}", field=col.name)
 
 
-def _categorical(col: Column, values: list) -> np.ndarray:
+def _categorical(col: Column, values):
+    if len(values) >= COLUMNAR_ROWS or _is_categorical(values):
+        return _categorical_large(col, values)
     try:
         seen = set(values)
     except TypeError:
         raise RequestError(f"column '{col.name}' must hold strings", field=col.name) from None
+    _check_categories(col, seen)
+    arr = np.empty(len(values), dtype=object)
+    arr[:] = values
+    return arr
+
+
+def _categorical_large(col: Column, values):
+    """Factorise once, check only the distinct values; a `pandas.Categorical` comes back."""
+    import pandas as pd
+
+    if _is_categorical(values):
+        codes, uniques = np.asarray(values.codes), list(values.categories)
+    else:
+        arr = values
+        if not (isinstance(values, np.ndarray) and values.dtype.kind == "O" and values.ndim == 1):
+            arr = np.empty(len(values), dtype=object)
+            try:
+                arr[:] = values
+            except ValueError:
+                _not_strings(col)
+        try:
+            codes, uniques = pd.factorize(arr)
+        except TypeError:
+            _not_strings(col)
+        uniques = list(uniques)
+    _check_categories(col, uniques + ([None] if (codes < 0).any() else []))
+    return pd.Categorical.from_codes(codes, categories=uniques, validate=False)
+
+
+def _not_strings(col: Column) -> None:
+    raise RequestError(f"column '{col.name}' must hold strings", field=col.name) from None
+
+
+def _is_categorical(values) -> bool:
+    return hasattr(values, "codes") and hasattr(values, "categories")
+
+
+def _check_categories(col: Column, seen) -> None:
+    """Each distinct value must be a known category (or missing, where that is allowed)."""
     allowed = col.categories
     for v in seen:
         if type(v) is str:
@@ -188,6 +236,3 @@ def _categorical(col: Column, values: list) -> np.ndarray:
             raise RequestError(
                 f"column '{col.name}' must be a string, got {repr(v)[:40]}", field=col.name
             )
-    arr = np.empty(len(values), dtype=object)
-    arr[:] = values
-    return arr

@@ -44,8 +44,10 @@ class Settings:
     max_wait_us: int = 500
     cache: bool = True
     cache_size: int = 10_000
+    cache_max_rows: int = 256
     log_predictions: bool = True
     log_flush_rows: int = 2048
+    log_batch_rows: int = 256
     log_mode: str = "inline"
     log_sync: str = "NORMAL"
     server: str = "granian"
@@ -80,7 +82,9 @@ def get_settings() -> Settings:
         max_wait_us=int(_env("MLCYCLE_MAX_WAIT_US", "500")),
         cache=_bool("MLCYCLE_CACHE", True),
         cache_size=int(_env("MLCYCLE_CACHE_SIZE", "10000")),
+        cache_max_rows=int(_env("MLCYCLE_CACHE_MAX_ROWS", "256")),
         log_predictions=_bool("MLCYCLE_LOG_PREDICTIONS", True),
+        log_batch_rows=int(_env("MLCYCLE_LOG_BATCH_ROWS", "256")),
         log_mode=_env("MLCYCLE_PREDICTION_LOG_MODE", "inline"),
         log_sync=_env("MLCYCLE_PREDICTION_LOG_SYNC", "NORMAL"),
         server=_env("MLCYCLE_SERVER", "granian"),

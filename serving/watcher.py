@@ -281,6 +281,7 @@ def mlflow_loader(settings: Settings) -> Loader:
             max_batch=settings.max_batch,
             max_wait_us=settings.max_wait_us,
             cache_size=settings.cache_size if settings.cache else 0,
+            cache_max_rows=settings.cache_max_rows,
         )
 
     return load

@@ -9,7 +9,7 @@ import threading
 import numpy as np
 import pytest
 
-from serving.predlog import PredictionLog, SqliteStore, build_rows, open_store
+from serving.predlog import PredictionLog, SqliteStore, build_batch, build_rows, open_store
 
 
 class CountingStore(SqliteStore):
@@ -17,9 +17,9 @@ class CountingStore(SqliteStore):
         super().__init__(path)
         self.commits = 0
 
-    def write(self, rows):
+    def write(self, rows, batches=()):
         self.commits += 1
-        super().write(rows)
+        super().write(rows, batches)
 
 
 def _rows(rid, n=1):
@@ -103,3 +103,47 @@ def test_several_processes_share_one_sqlite_file(tmp_path):
     assert [p.exitcode for p in procs] == [0, 0, 0]
     n = sqlite3.connect(path).execute("SELECT COUNT(DISTINCT request_id) FROM predictions")
     assert n.fetchone()[0] == 300
+
+
+def test_batches_round_trip_through_arrow_with_nulls_and_categories(tmp_path):
+    import pandas as pd
+    import pyarrow as pa
+
+    cols = {
+        "a": np.array([1.5, np.nan, 3.0]),
+        "b": pd.Categorical.from_codes([1, -1, 0], categories=["x", "y"]),
+        "c": np.array(["u", None, "v"], dtype=object),
+    }
+    batch = build_batch("r", "m", "2", "run", ("a", "b", "c"), cols, np.array([0.1, 0.2, 0.3]))
+    assert batch[:7] == (batch[0], "r", "m", "2", "run", 3, "arrow-ipc")
+    table = pa.ipc.open_stream(batch[7]).read_all()
+    assert table.to_pydict() == {
+        "a": [1.5, None, 3.0],
+        "b": ["y", None, "x"],
+        "c": ["u", None, "v"],
+        "prediction": [0.1, 0.2, 0.3],
+    }
+    # The rows path logs the same values (a Categorical becomes plain strings, NaN -> null).
+    rows = build_rows("r", "m", "2", "run", ("a", "b", "c"), cols, np.array([0.1, 0.2, 0.3]))
+    assert [r[5] for r in rows] == [
+        '{"a":1.5,"b":"y","c":"u"}',
+        '{"a":null,"b":null,"c":null}',
+        '{"a":3.0,"b":"x","c":"v"}',
+    ]
+
+
+def test_rows_and_batches_commit_together_and_count_as_rows(tmp_path):
+    committed = []
+    log = PredictionLog(
+        lambda: open_store(f"sqlite:///{tmp_path / 'p.db'}"), on_commit=committed.append
+    )
+    cols = {"a": np.arange(1000, dtype=float), "b": np.array(["x"] * 1000, dtype=object)}
+    batch = build_batch("big", "m", "1", "run", ("a", "b"), cols, np.full(1000, 0.5))
+    assert log.write(_rows("small", 2), [batch])
+    log.close()
+    conn = sqlite3.connect(tmp_path / "p.db")
+    assert conn.execute("SELECT COUNT(*) FROM predictions").fetchone() == (2,)
+    assert conn.execute("SELECT request_id, n_rows FROM prediction_batches").fetchall() == [
+        ("big", 1000)
+    ]
+    assert sum(committed) == 1002
