@@ -103,6 +103,36 @@ def test_every_route_and_mlflow_format(trained_store, start_server):
         url + "/invocations", data=huge, timeout=30, headers={"Content-Type": "application/json"}
     )
     assert r.status_code == 413
+    _check_large_batches(url, model, rows.columns)
+
+
+def _check_large_batches(url: str, model, columns) -> None:
+    """20k generated rows (with missing values) in every format: the columnar path, the real
+    model's category codes and the Arrow log batch give the pyfunc's own numbers."""
+    from pipelines import data
+
+    big = data.generate(20_000, seed=3)[list(columns)]
+    big.loc[big.index[::97], "income"] = None
+    big.loc[big.index[::89], big.columns[-1]] = None
+    expected = np.asarray(model.predict(big), dtype=float).ravel()
+    recs = json.loads(big.to_json(orient="records"))
+    bodies = {
+        "dataframe_split": json.loads(big.to_json(orient="split", index=False)),
+        "dataframe_records": recs,
+        "inputs": {c: [r[c] for r in recs] for c in big.columns},
+    }
+    for key, body in bodies.items():
+        r = requests.post(url + "/invocations", json={key: body}, timeout=60)
+        assert r.status_code == 200, (key, r.text[:300])
+        np.testing.assert_allclose(r.json()["predictions"], expected, atol=1e-6, err_msg=key)
+    r = requests.post(
+        url + "/invocations",
+        data=big.to_csv(index=False),
+        headers={"Content-Type": "text/csv"},
+        timeout=60,
+    )
+    assert r.status_code == 200, r.text[:300]
+    np.testing.assert_allclose(r.json()["predictions"], expected, atol=1e-6)
 
 
 def _hammer(url, body, stop, seen, fails, lock):
@@ -128,7 +158,7 @@ def test_hot_reload_under_load_and_broken_promotion(
 
     v2 = train_another_version(promote_margin=1.0, seed=7)
     promote(trained_store.model_name, trained_store.version, "production", "test baseline")
-    server = start_server()
+    server = start_server(MLCYCLE_BATCHING="true")  # the issue: batching and cache on
     _, rows = _example(trained_store)
     body = {"dataframe_records": json.loads(rows.head(1).to_json(orient="records"))}
     seen, fails, lock = [], [], threading.Lock()
@@ -201,16 +231,19 @@ def _register_broken_version(store) -> str:
 
 
 def test_kill9_loses_no_acknowledged_row(trained_store, start_server):
-    server = start_server(workers=2)
+    server = start_server(workers=2, MLCYCLE_BATCHING="true")  # cache on by default
     _, rows = _example(trained_store)
-    body = {"dataframe_records": json.loads(rows.head(2).to_json(orient="records"))}
+    small = {"dataframe_records": json.loads(rows.head(2).to_json(orient="records"))}
+    big_rows = pd.concat([rows] * (1000 // len(rows) + 1)).head(1000)
+    big = {"dataframe_split": json.loads(big_rows.to_json(orient="split", index=False))}
     acked, lock = [], threading.Lock()
     stop = time.time() + 20
 
-    def client():
+    def client(k: int):
         s = requests.Session()
         while time.time() < stop:
             rid = uuid.uuid4().hex
+            body, n = (big, 1000) if k == 0 else (small, 2)  # one client sends large batches
             try:
                 r = s.post(
                     server.url + "/invocations", json=body, timeout=5, headers={"X-Request-ID": rid}
@@ -219,22 +252,21 @@ def test_kill9_loses_no_acknowledged_row(trained_store, start_server):
                 return
             if r.status_code == 200:
                 with lock:
-                    acked.append(rid)
+                    acked.append((rid, n))
 
-    threads = [threading.Thread(target=client) for _ in range(6)]
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(6)]
     [t.start() for t in threads]
     time.sleep(3)
     server.kill9()
     [t.join() for t in threads]
-    assert len(acked) > 50
+    assert len(acked) > 50 and any(n == 1000 for _, n in acked)
     conn = sqlite3.connect(server.log_db)
-    logged = {r[0] for r in conn.execute("SELECT DISTINCT request_id FROM predictions")}
-    missing = [rid for rid in acked if rid not in logged]
-    assert not missing, f"{len(missing)} acknowledged requests not in the log"
-    per_request = conn.execute(
-        "SELECT COUNT(*) FROM predictions WHERE request_id = ?", (acked[0],)
-    ).fetchone()[0]
-    assert per_request == 2
+    logged = dict(
+        conn.execute("SELECT request_id, COUNT(*) FROM predictions GROUP BY request_id").fetchall()
+    )
+    logged.update(conn.execute("SELECT request_id, n_rows FROM prediction_batches").fetchall())
+    missing = [rid for rid, n in acked if logged.get(rid) != n]
+    assert not missing, f"{len(missing)} acknowledged requests not (fully) in the log"
 
 
 def test_metrics_add_up_across_workers(trained_store, start_server):
