@@ -4,11 +4,20 @@ In: a SQLAlchemy URL, model name/version (+ the version's run id), a `Window`, a
 Out: a `LogWindow`: the window's row count and time span and a DataFrame of the (sampled) rows'
 inputs and predictions.
 
+The log has two tables: `predictions` (one row per scored row, inputs as JSON) and, in logs
+written by serving since large requests were batched, `prediction_batches` (one row per large
+request: `n_rows` scored rows in one Arrow IPC blob). Both are read as one stream of rows: a
+batch counts as its `n_rows` rows, all at the batch's `ts`.
+
 Cheap by design, so a check over a million logged rows stays in seconds and in bounded memory:
-the window is counted in SQL (COUNT/MIN/MAX over the `(model_name, model_version, ts)` index;
-for `--last N` the N-th newest id bounds it); when it holds more rows than the cap, the database
-itself keeps an evenly spread, hash-selected ~cap of them (`sample_condition`), so only those
-rows' `inputs` JSON crosses into Python (streamed in chunks) and is parsed with orjson.
+the window is counted in SQL (COUNT/MIN/MAX, plus SUM(n_rows) of batches, over the
+`(model_name, model_version, ts)` indexes; for `--last N` the N-th newest row bounds it); when
+it holds more rows than the cap, the database itself keeps an evenly spread, hash-selected ~cap
+of the `predictions` rows (`sample_condition`), so only those rows' `inputs` JSON crosses into
+Python (streamed in chunks) and is parsed with orjson; batches are streamed one blob at a time
+and the same hash over (batch id, row index) keeps the same fraction of their rows
+(`batch_mask`). A log without the `prediction_batches` table is read with the same queries
+as before batching existed.
 """
 
 from __future__ import annotations
@@ -24,6 +33,8 @@ from monitoring.windows import Window
 log = logging.getLogger(__name__)
 
 _FETCH_CHUNK = 5_000  # rows per fetch while streaming
+BATCHES = "prediction_batches"
+BATCH_FORMAT = "arrow-ipc"
 
 
 class LogError(Exception):
@@ -35,7 +46,8 @@ class LogWindow:
     """The rows of one window.
 
     Attributes:
-        n_window: rows of the model version in the window (before sampling).
+        n_window: rows of the model version in the window (before sampling; a batch counts
+            its `n_rows`).
         first_ts: Unix time of the oldest row in the window.
         last_ts: Unix time of the newest row in the window.
         frame: sampled rows: one column per input in `columns`, plus `prediction`.
@@ -45,6 +57,15 @@ class LogWindow:
     first_ts: float
     last_ts: float
     frame: Any
+
+
+@dataclass
+class _Filter:
+    """The window's SQL condition (valid on both tables) and whether batches are read."""
+
+    where: str
+    params: dict
+    batches: bool
 
 
 def _sqlite_path(url: str) -> Path | None:
@@ -100,28 +121,58 @@ def _safe(url: str) -> str:
 # Hash-based sampling in SQL: a row is kept iff (id * _MULT + seed) mod _MOD < k, with _MOD
 # prime, so consecutive ids map to evenly spread residues and a window keeps ~k/_MOD of its rows
 # spread evenly over it, without sending the other ids to Python.
+# The seed enters as a scrambled offset: a plain `+ seed` would move the residues by one, so
+# seeds 0 and 1 would keep all but a handful of the same rows.
 _MULT, _MOD = 2654435761, 1_000_003
+_SEED_MULT = 747_796_405  # seed -> offset, spread over [0, _MOD)
+_BATCH_MULT = 40_503  # spreads the batches' starting residues (batch id -> offset)
 
 
-def _window_filter(
-    conn: Any, model_name: str, model_version: str, run_id: str | None, window: Window
-) -> tuple[str, dict]:
-    """SQL condition and parameters selecting the window's rows of one model version.
+def _seed_offset(seed: int) -> int:
+    return (int(seed) * _SEED_MULT) % _MOD
+
+
+def _version_filter(model_name: str, model_version: str, run_id: str | None) -> tuple[str, dict]:
+    """SQL condition selecting the rows (or batches) of one model version.
 
     Rows are those of `model_name`/`model_version` scored by the version's run (`run_id`; rows
     logged without a run id count too): another MLflow store sharing the log, with its own
     "credit-risk v1", never leaks into the window.
     """
-    import sqlalchemy as sa
-
     params: dict[str, Any] = {"m": model_name, "v": str(model_version)}
     where = "model_name = :m AND model_version = :v"
     if run_id:
         where += " AND (model_run_id = :r OR model_run_id IS NULL OR model_run_id = '')"
         params["r"] = run_id
+    return where, params
+
+
+def _window_filter(
+    conn: Any,
+    model_name: str,
+    model_version: str,
+    run_id: str | None,
+    window: Window,
+    batches: bool = False,
+) -> _Filter:
+    """The condition selecting the window's rows of one model version (see `_version_filter`).
+
+    `batches` says whether the log has a `prediction_batches` table. A `--last N` window of a
+    version without batches is bounded by the N-th newest id of `predictions`, as before
+    batches existed; with batches it is bounded by time (see `_newest_floor`).
+    """
+    import sqlalchemy as sa
+
+    where, params = _version_filter(model_name, model_version, run_id)
     if window.last is None:
         params.update(a=float(window.start), b=float(window.end))
-        return f"{where} AND ts >= :a AND ts < :b", params
+        return _Filter(f"{where} AND ts >= :a AND ts < :b", params, batches)
+    if batches and _any_batch(conn, where, params):
+        floor_ts = _newest_floor(conn, where, params, int(window.last))
+        if floor_ts is not None:  # fewer rows than N: the whole log of the version
+            where += " AND ts >= :t0"
+            params["t0"] = float(floor_ts)
+        return _Filter(where, params, True)
     floor = conn.execute(
         sa.text(f"SELECT id FROM predictions WHERE {where} ORDER BY id DESC LIMIT 1 OFFSET :o"),
         {**params, "o": int(window.last) - 1},
@@ -129,34 +180,109 @@ def _window_filter(
     if floor is not None:  # fewer rows than N: the whole log of the version is the window
         where += " AND id >= :floor"
         params["floor"] = int(floor)
-    return where, params
+    return _Filter(where, params, False)
 
 
-def _other_runs(conn: Any, model_name: str, model_version: str, run_id: str | None) -> int:
+def _any_batch(conn: Any, where: str, params: dict) -> bool:
+    import sqlalchemy as sa
+
+    sql = sa.text(f"SELECT 1 FROM {BATCHES} WHERE {where} LIMIT 1")
+    return conn.execute(sql, params).first() is not None
+
+
+def _newest_floor(conn: Any, where: str, params: dict, n: int) -> float | None:
+    """The `ts` of the N-th newest row of both tables (a batch weighs its `n_rows`).
+
+    Walks both tables newest first (one merged, index-ordered stream of `(ts, rows)`) and stops
+    as soon as N rows are counted, so it reads at most N `predictions` rows' timestamps. All
+    rows with that `ts` or later form the window: a request (a batch, or the rows of one small
+    request, which share their `ts`) straddling the boundary is included whole, so the window
+    may hold a little more than N rows. None when the version has fewer than N rows.
+    """
+    import sqlalchemy as sa
+
+    sql = sa.text(
+        f"SELECT ts, 1 FROM predictions WHERE {where} "
+        f"UNION ALL SELECT ts, n_rows FROM {BATCHES} WHERE {where} ORDER BY 1 DESC"
+    )
+    seen = 0
+    result = conn.execution_options(stream_results=True).execute(sql, params)
+    try:
+        for part in result.partitions(_FETCH_CHUNK):
+            for ts, rows in part:
+                seen += int(rows)
+                if seen >= n:
+                    return float(ts)
+    finally:
+        result.close()
+    return None
+
+
+def _other_runs(
+    conn: Any, model_name: str, model_version: str, run_id: str | None, batches: bool = False
+) -> int:
     """Rows of the same name/version logged by other runs (a log shared between stores)."""
     import sqlalchemy as sa
 
     if not run_id:
         return 0
-    return int(
-        conn.execute(
-            sa.text(
-                "SELECT COUNT(*) FROM predictions WHERE model_name = :m AND model_version = :v "
-                "AND model_run_id IS NOT NULL AND model_run_id <> '' AND model_run_id <> :r"
-            ),
-            {"m": model_name, "v": str(model_version), "r": run_id},
-        ).scalar()
+    where = (
+        "model_name = :m AND model_version = :v "
+        "AND model_run_id IS NOT NULL AND model_run_id <> '' AND model_run_id <> :r"
     )
+    params = {"m": model_name, "v": str(model_version), "r": run_id}
+    count = conn.execute(sa.text(f"SELECT COUNT(*) FROM predictions WHERE {where}"), params)
+    total = int(count.scalar())
+    if batches:
+        rows = conn.execute(
+            sa.text(f"SELECT COALESCE(SUM(n_rows), 0) FROM {BATCHES} WHERE {where}"), params
+        )
+        total += int(rows.scalar())
+    return total
 
 
 def window_stats(conn: Any, where: str, params: dict) -> tuple[int, float | None, float | None]:
-    """(row count, first ts, last ts) of the rows matching `where`."""
+    """(row count, first ts, last ts) of the `predictions` rows matching `where`."""
     import sqlalchemy as sa
 
     row = conn.execute(
         sa.text(f"SELECT COUNT(*), MIN(ts), MAX(ts) FROM predictions WHERE {where}"), params
     ).one()
     return int(row[0]), row[1], row[2]
+
+
+def batch_stats(conn: Any, where: str, params: dict) -> tuple[int, float | None, float | None]:
+    """(rows in the batches, first ts, last ts) of the `prediction_batches` matching `where`."""
+    import sqlalchemy as sa
+
+    row = conn.execute(
+        sa.text(f"SELECT COALESCE(SUM(n_rows), 0), MIN(ts), MAX(ts) FROM {BATCHES} WHERE {where}"),
+        params,
+    ).one()
+    return int(row[0]), row[1], row[2]
+
+
+def _stats(conn: Any, flt: _Filter) -> tuple[int, float | None, float | None, int]:
+    """(rows in the window, first ts, last ts, rows of them in batches)."""
+    count, first, last = window_stats(conn, flt.where, flt.params)
+    if not flt.batches:
+        return count, first, last, 0
+    n_batched, b_first, b_last = batch_stats(conn, flt.where, flt.params)
+    firsts = [t for t in (first, b_first) if t is not None]
+    lasts = [t for t in (last, b_last) if t is not None]
+    return (
+        count + n_batched,
+        min(firsts) if firsts else None,
+        max(lasts) if lasts else None,
+        n_batched,
+    )
+
+
+def _keep(count: int, cap: int) -> int | None:
+    """The hash threshold keeping about `cap` of `count` rows (None: keep all)."""
+    if cap <= 0 or count <= cap:
+        return None
+    return max(1, math.ceil(cap / count * _MOD))
 
 
 def sample_condition(count: int, cap: int, seed: int) -> tuple[str, dict]:
@@ -170,13 +296,41 @@ def sample_condition(count: int, cap: int, seed: int) -> tuple[str, dict]:
     Returns:
         (condition starting with ` AND`, its parameters).
     """
-    if cap <= 0 or count <= cap:
+    keep = _keep(count, cap)
+    if keep is None:
         return "", {}
-    keep = max(1, math.ceil(cap / count * _MOD))
     return (
         f" AND ((id * {_MULT} + :seed) % {_MOD}) < :keep",
-        {"seed": int(seed) % _MOD, "keep": keep},
+        {"seed": _seed_offset(seed), "keep": keep},
     )
+
+
+def batch_mask(batch_id: int, n_rows: int, count: int, cap: int, seed: int) -> Any:
+    """Which rows of one batch to keep so that about `cap` of `count` window rows are kept.
+
+    The same kind of hash as `sample_condition`: row i of batch b is kept iff
+    `(i * 2654435761 + b * 40503 + seed offset) mod 1000003 < k`, so consecutive rows get evenly
+    spread residues (the kept rows are evenly spread over the batch) and the choice depends
+    only on (seed, batch id, row index).
+
+    Args:
+        batch_id: the batch's `id`.
+        n_rows: rows in the batch.
+        count: rows in the window.
+        cap: the most rows wanted (<= 0: all).
+        seed: shifts which rows are kept.
+
+    Returns:
+        A boolean numpy array of `n_rows`, or None when every row is kept.
+    """
+    import numpy as np
+
+    keep = _keep(count, cap)
+    if keep is None:
+        return None
+    offset = (int(batch_id) * _BATCH_MULT + _seed_offset(seed)) % _MOD
+    residues = (np.arange(n_rows, dtype=np.int64) * (_MULT % _MOD) + offset) % _MOD
+    return residues < keep
 
 
 def fetch_rows(conn: Any, where: str, params: dict) -> list[tuple[str, float, str | None]]:
@@ -216,6 +370,109 @@ def rows_to_frame(rows: list[tuple[str, float, str | None]], columns: list[str])
     return pd.DataFrame(data)
 
 
+def decode_batch(data: bytes, columns: list[str], mask: Any = None) -> dict[str, Any]:
+    """The columns of one `prediction_batches` blob (an Arrow IPC stream) as numpy arrays.
+
+    Args:
+        data: the blob.
+        columns: the input columns to keep (absent ones become missing values).
+        mask: rows to keep (boolean array), or None for all.
+
+    Returns:
+        `{column: array}` for `columns` plus `prediction`: numbers as float64 (null -> NaN),
+        strings (dictionary-encoded categories too) as object arrays of str (null -> None),
+        the same values `rows_to_frame` gives for the same rows.
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+    if mask is not None:
+        table = table.filter(pa.array(mask))
+    out = {}
+    for name in [*columns, "prediction"]:
+        if name in table.column_names:
+            out[name] = _to_numpy(table.column(name))
+        else:
+            out[name] = np.full(table.num_rows, None, dtype=object)
+    return out
+
+
+def _to_numpy(column: Any) -> Any:
+    import numpy as np
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
+        return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
+    return column.to_numpy(zero_copy_only=False)
+
+
+def fetch_batches(
+    conn: Any, flt: _Filter, columns: list[str], count: int, cap: int, seed: int
+) -> Any:
+    """The (sampled) rows of the window's batches as one DataFrame, or None when none.
+
+    Blobs are streamed one at a time and only their kept rows are retained, so memory is
+    bounded by the sample (plus one batch), not by the window.
+    """
+    import pandas as pd
+    import sqlalchemy as sa
+
+    sql = sa.text(f"SELECT id, n_rows, format, data FROM {BATCHES} WHERE {flt.where} ORDER BY id")
+    parts: dict[str, list] = {name: [] for name in [*columns, "prediction"]}
+    result = conn.execution_options(stream_results=True, yield_per=1).execute(sql, flt.params)
+    for batch_id, n_rows, fmt, data in result:
+        mask = batch_mask(batch_id, int(n_rows), count, cap, seed)
+        if mask is not None and not mask.any():
+            continue
+        try:
+            if fmt != BATCH_FORMAT:
+                raise ValueError(f"unknown format {fmt!r}")
+            arrays = decode_batch(data, columns, mask)
+        except Exception as exc:  # one unreadable batch must not stop a drift check
+            log.warning("skipping prediction batch %s (%s rows): %s", batch_id, n_rows, exc)
+            continue
+        for name, values in arrays.items():
+            parts[name].append(values)
+    if not parts["prediction"]:
+        return None
+    return pd.DataFrame({name: _concat(values) for name, values in parts.items()})
+
+
+def _concat(arrays: list) -> Any:
+    import numpy as np
+
+    if any(a.dtype == object for a in arrays):
+        return np.concatenate([a.astype(object) for a in arrays])
+    return np.concatenate(arrays)
+
+
+def _combine(rows_frame: Any, batch_frame: Any) -> Any:
+    import pandas as pd
+
+    if batch_frame is None:
+        return rows_frame
+    if rows_frame.empty:
+        return batch_frame
+    return pd.concat([rows_frame, batch_frame], ignore_index=True)
+
+
+def _too_few(count: int, min_rows: int, described: str, others: int, run_id: str | None) -> str:
+    hint = (
+        f"; {others} rows of that name and version come from other runs than the "
+        f"registry's {run_id} (a log shared between MLflow stores?)"
+        if others
+        else ""
+    )
+    return (
+        f"too few rows to judge drift: {count} logged for {described} "
+        f"(need at least {min_rows}; widen the window or set "
+        f"MLCYCLE_DRIFT_MIN_ROWS){hint}"
+    )
+
+
 def read_window(
     url: str,
     model_name: str,
@@ -228,6 +485,11 @@ def read_window(
     seed: int,
 ) -> LogWindow:
     """Read (a bounded sample of) one window of the log for one model version.
+
+    Rows of `predictions` and of `prediction_batches` (when the log has that table) are read
+    alike: a batch counts as its `n_rows` rows at its `ts`. A `--last N` window holds the N
+    newest rows of the version by id when it has no batches; with batches, the N newest by
+    time, a request straddling the boundary included whole (so possibly a few more than N).
 
     Args:
         url: SQLAlchemy URL of the log.
@@ -246,32 +508,26 @@ def read_window(
     Raises:
         LogError: missing log, or fewer than `min_rows` rows.
     """
+    import sqlalchemy as sa
+
     engine = open_log(url)
     described = f"{model_name} v{model_version}, {window.describe()}"
     try:
         with engine.connect() as conn:
-            where, params = _window_filter(conn, model_name, model_version, run_id, window)
-            count, first_ts, last_ts = window_stats(conn, where, params)
+            batches = sa.inspect(conn).has_table(BATCHES)
+            flt = _window_filter(conn, model_name, model_version, run_id, window, batches)
+            count, first_ts, last_ts, n_batched = _stats(conn, flt)
             if count < max(min_rows, 1):
-                others = _other_runs(conn, model_name, model_version, run_id)
-                hint = (
-                    f"; {others} rows of that name and version come from other runs than the "
-                    f"registry's {run_id} (a log shared between MLflow stores?)"
-                    if others
-                    else ""
-                )
-                raise LogError(
-                    f"too few rows to judge drift: {count} logged for {described} "
-                    f"(need at least {min_rows}; widen the window or set "
-                    f"MLCYCLE_DRIFT_MIN_ROWS){hint}"
-                )
+                others = _other_runs(conn, model_name, model_version, run_id, batches)
+                raise LogError(_too_few(count, min_rows, described, others, run_id))
             extra, extra_params = sample_condition(count, cap, seed)
-            rows = fetch_rows(conn, where + extra, {**params, **extra_params})
+            rows = fetch_rows(conn, flt.where + extra, {**flt.params, **extra_params})
+            batch_frame = fetch_batches(conn, flt, columns, count, cap, seed) if n_batched else None
     finally:
         engine.dispose()
     return LogWindow(
         n_window=count,
         first_ts=float(first_ts),
         last_ts=float(last_ts),
-        frame=rows_to_frame(rows, columns),
+        frame=_combine(rows_to_frame(rows, columns), batch_frame),
     )

@@ -1,8 +1,9 @@
 """Server-rendered SVG for the Monitoring page: drift share per run and request volume per hour.
 
 In: `DriftRun`s (from `serving.web.reports`) and hourly row counts of the prediction log
-(Contract 2, read with SQLAlchemy: `hourly_volume(url, since)`). Out: one `<svg>` string with two
-stacked panels sharing a time axis. Every text in it is escaped; no script, no external asset.
+(Contract 2, read with SQLAlchemy: `hourly_volume(url, since)`; `predictions` rows plus the
+`n_rows` of `prediction_batches`). Out: one `<svg>` string with two stacked panels sharing a
+time axis. Every text in it is escaped; no script, no external asset.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ def _engine(url: str):
 def hourly_volume(url: str, since: float) -> list[tuple[float, int]]:
     """Rows scored per hour since `since`, from the prediction log.
 
+    A row of `prediction_batches` (one large request, when the log has that table) counts as
+    its `n_rows` rows in the hour of its `ts`.
+
     Args:
         url: SQLAlchemy URL of the prediction log.
         since: Unix time of the first hour to count.
@@ -38,7 +42,7 @@ def hourly_volume(url: str, since: float) -> list[tuple[float, int]]:
     Returns:
         `(hour start, rows)` pairs, oldest first; empty when the log is missing or unreadable.
     """
-    from sqlalchemy import text
+    from sqlalchemy import inspect, text
     from sqlalchemy.engine import make_url
 
     try:
@@ -50,13 +54,21 @@ def hourly_volume(url: str, since: float) -> list[tuple[float, int]]:
         bucket = (
             "FLOOR(ts / 3600)" if engine.dialect.name != "sqlite" else "CAST(ts / 3600 AS INTEGER)"
         )
-        sql = text(f"SELECT {bucket} AS h, COUNT(*) FROM predictions WHERE ts >= :since GROUP BY h")
+        queries = [f"SELECT {bucket} AS h, COUNT(*) FROM predictions WHERE ts >= :since GROUP BY h"]
         with engine.connect() as conn:
-            rows = conn.execute(sql, {"since": since}).all()
+            if inspect(conn).has_table("prediction_batches"):
+                queries.append(
+                    f"SELECT {bucket} AS h, SUM(n_rows) FROM prediction_batches "
+                    "WHERE ts >= :since GROUP BY h"
+                )
+            rows = [r for sql in queries for r in conn.execute(text(sql), {"since": since})]
     except Exception as exc:  # no log yet, or a locked/unreachable database: no volume panel
         log.info("prediction log volume unavailable: %s", exc)
         return []
-    return sorted((float(h) * 3600, int(n)) for h, n in rows)
+    hours: dict[float, int] = {}
+    for h, n in rows:
+        hours[float(h) * 3600] = hours.get(float(h) * 3600, 0) + int(n)
+    return sorted(hours.items())
 
 
 def _x(t: float, t0: float, t1: float) -> float:

@@ -327,3 +327,50 @@ def test_prediction_log_on_postgres(databases: Databases) -> None:
     newest = sorted(rows, key=lambda r: r.id)[-300:]
     missing_income = sum(json.loads(r.inputs)["income"] is None for r in newest)
     assert window.frame["income"].isna().sum() == missing_income > 0
+
+
+def test_prediction_batches_on_postgres_are_read_like_rows(databases: Databases) -> None:
+    """A large request logged as one `prediction_batches` row (Arrow IPC in a bytea) by
+    serving's PostgreSQL store is counted and read by monitoring like per-row rows, and counted
+    by the web app's volume chart."""
+    from monitoring.logreader import read_window
+    from monitoring.windows import Window
+    from serving.predlog import SqlAlchemyStore, build_batch, build_rows
+    from serving.web.charts import hourly_volume
+
+    names = ("age", "income", "home_ownership")
+    n, ts = 400, 3600.0 * 100 + 60  # an hour of its own, long before the other tests' rows
+    arrays = {
+        "age": np.arange(n, dtype=float),
+        "income": np.where(np.arange(n) % 4 == 0, np.nan, 1000.0),
+        "home_ownership": np.array(["RENT", "OWN"] * (n // 2), dtype=object),
+    }
+    batch = build_batch("big", MODEL_NAME, "4", "run-pg", names, arrays, np.full(n, 0.3), ts=ts)
+    small = {"age": [1000.0] * 5, "income": [None] * 5, "home_ownership": ["MORTGAGE"] * 5}
+    rows = build_rows("small", MODEL_NAME, "4", "run-pg", names, small, np.full(5, 0.7), ts=ts + 1)
+    store = SqlAlchemyStore(databases.predictions)
+    try:
+        store.write(rows, [batch])
+    finally:
+        store.close()
+
+    def read(window: Window, cap: int = 0):
+        return read_window(
+            databases.predictions, MODEL_NAME, "4", "run-pg", window, list(names),
+            min_rows=1, cap=cap, seed=0,
+        )  # fmt: skip
+
+    got = read(Window(last=10_000))
+    assert got.n_window == 405 == len(got.frame) and (got.first_ts, got.last_ts) == (ts, ts + 1)
+    frame = got.frame.sort_values("age", ignore_index=True)
+    assert frame["age"].tolist()[:n] == list(range(n)) and frame["age"].tolist()[n] == 1000
+    assert frame["income"].isna().sum() == n // 4 + 5
+    assert frame["home_ownership"].value_counts().to_dict() == {
+        "RENT": 200,
+        "OWN": 200,
+        "MORTGAGE": 5,
+    }
+    assert read(Window(last=3)).n_window == 5  # the newest request only
+    sampled = read(Window(start=ts - 1, end=ts + 2), cap=100)
+    assert sampled.n_window == 405 and 80 <= len(sampled.frame) <= 120
+    assert (3600.0 * 100, 405) in hourly_volume(databases.predictions, since=0.0)

@@ -40,3 +40,22 @@ def test_hourly_volume_counts_rows_per_hour(tmp_path):
 def test_a_missing_log_gives_no_volume(tmp_path):
     assert charts.hourly_volume(f"sqlite:///{tmp_path / 'absent.db'}", since=0.0) == []
     assert not (tmp_path / "absent.db").exists()
+
+
+def test_hourly_volume_adds_the_rows_of_logged_batches(tmp_path):
+    """A large request logged as one `prediction_batches` row counts as its n_rows."""
+    import numpy as np
+
+    from serving.predlog import SqliteStore, build_batch, build_rows
+
+    def batch(n, ts):
+        arrays = {"age": np.arange(n, dtype=float)}
+        return build_batch("b", "m", "1", "r", ("age",), arrays, np.zeros(n), ts=ts)
+
+    path = tmp_path / "served.db"
+    store = SqliteStore(str(path))
+    rows = build_rows("s", "m", "1", "r", ("age",), {"age": [1, 2, 3]}, np.zeros(3), ts=36005.0)
+    store.write(rows, [batch(300, 36100.0), batch(500, 3600.0 * 13 + 7), batch(900, 10.0)])
+    store.close()
+    volume = charts.hourly_volume(f"sqlite:///{path}", since=3600.0)
+    assert volume == [(36000.0, 303), (46800.0, 500)]
