@@ -14,6 +14,7 @@ import hmac
 import importlib.util
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -268,6 +269,9 @@ class Predictor:
         self.settings = serving.settings
         self.metrics = serving.metrics
         self.threshold = serving.settings.threshold
+        # One large body at a time per worker: the GIL runs one at a time anyway, and each
+        # 16 MB JSON body turns into a few hundred MB of Python objects while it is parsed.
+        self._large = threading.Lock()
 
     def handle(
         self, req: _Req, route: str, kind: str, version: str | None = None
@@ -294,7 +298,11 @@ class Predictor:
                     status=404,
                     field="version",
                 )
-            payload = self._score(req, rid, svc, body, route, kind)
+            if len(body) >= self.settings.large_body_bytes:
+                with self._large:
+                    payload = self._score(req, rid, svc, body, route, kind)
+            else:
+                payload = self._score(req, rid, svc, body, route, kind)
             status, out = 200, orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
         except RequestError as exc:
             status, out = exc.status, orjson.dumps(exc.to_dict())

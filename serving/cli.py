@@ -135,6 +135,7 @@ def launch(
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     for knob in _BLAS_THREADS:  # the workers are the parallelism: one BLAS thread each
         env.setdefault(knob, "1")
+    env.setdefault("MALLOC_ARENA_MAX", "2")  # request threads' freed memory is reused
     env.update(
         {
             "PROMETHEUS_MULTIPROC_DIR": str(prom),

@@ -38,6 +38,7 @@ class Settings:
     api_keys: tuple[str, ...] = field(default_factory=tuple)
     poll_interval: float = 2.0
     max_body_bytes: int = 16 * 1024 * 1024
+    large_body_bytes: int = 1024 * 1024
     threshold: float = 0.5
     batching: bool = False
     max_batch: int = 256
@@ -76,6 +77,7 @@ def get_settings() -> Settings:
         api_keys=_keys("MLCYCLE_API_KEYS"),
         poll_interval=float(_env("MLCYCLE_POLL_INTERVAL", "2")),
         max_body_bytes=int(_env("MLCYCLE_MAX_BODY_BYTES", str(16 * 1024 * 1024))),
+        large_body_bytes=int(_env("MLCYCLE_LARGE_BODY_BYTES", str(1024 * 1024))),
         threshold=float(_env("MLCYCLE_THRESHOLD", "0.5")),
         batching=_bool("MLCYCLE_BATCHING", False),
         max_batch=int(_env("MLCYCLE_MAX_BATCH", "256")),
