@@ -255,13 +255,30 @@ def _parse_csv_arrow(body: bytes, schema: Schema):
         raise RequestError("empty batch: send at least one row")
     out = {}
     for name in header:
-        column = table.column(name)
+        column = table.column(name).combine_chunks()
         out[name] = (
-            column.to_numpy()
+            column.to_numpy(zero_copy_only=False)
             if schema.by_name[name].numeric
-            else column.to_pandas().array  # a pandas.Categorical
+            else arrow_categorical(column)
         )
     return out, table.num_rows
+
+
+def arrow_categorical(arr):
+    """A dictionary-encoded Arrow column as a `pandas.Categorical` (nulls are code -1).
+
+    Any other column (or a dictionary repeating an entry) comes back as a numpy array.
+    """
+    import pandas as pd
+    import pyarrow as pa
+
+    if not pa.types.is_dictionary(arr.type):
+        return arr.to_numpy(zero_copy_only=False)
+    codes = arr.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+    categories = arr.dictionary.to_pylist()
+    if len(set(categories)) != len(categories):
+        return arr.to_numpy(zero_copy_only=False)
+    return pd.Categorical.from_codes(codes, categories=categories)
 
 
 def _csv_field(message: str, header: list[str]) -> str | None:
