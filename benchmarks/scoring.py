@@ -456,13 +456,7 @@ def invocations(root: Path, args) -> tuple[list[str], dict]:
     }
     del frame
     largest = max(len(b) for group in bodies.values() for b in group)
-    env = dict(
-        os.environ,
-        MLCYCLE_PREDICTION_LOG_URL=f"sqlite:///{root / 'pred.db'}",
-        MLCYCLE_REPORTS_DIR=str(root / "reports"),
-        MLCYCLE_HOME=str(root),
-        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    )
+    env = bench.server_env(root)
     limit_note = ""
     if largest > int(env.get("MLCYCLE_MAX_BODY_BYTES", SERVER_BODY_LIMIT)):
         env["MLCYCLE_MAX_BODY_BYTES"] = str(largest + (1 << 20))

@@ -115,6 +115,18 @@ def _ms(text: str, label: str) -> float:
     return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
 
+def server_env(root: Path) -> dict:
+    """Environment for servers started by a benchmark: log, reports and state under `root`."""
+    return dict(
+        os.environ,
+        MLCYCLE_PREDICTION_LOG_URL=f"sqlite:///{root / 'pred.db'}",
+        MLCYCLE_REPORTS_DIR=str(root / "reports"),
+        MLCYCLE_HOME=str(root),
+        # `mlflow models serve` execs `uvicorn`: it must find this environment's scripts.
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    )
+
+
 def train_store(root: Path) -> str:
     """Train and register a small model (bundled data) in a fresh store; returns its URI."""
     import mlflow
@@ -267,14 +279,7 @@ def main() -> None:
         train_store(root)
     body, kbody, keras_uri = prepare_bodies(root)
     (root / "bare_app.py").write_text(BARE_APP)
-    env = dict(
-        os.environ,
-        MLCYCLE_PREDICTION_LOG_URL=f"sqlite:///{root / 'pred.db'}",
-        MLCYCLE_REPORTS_DIR=str(root / "reports"),
-        MLCYCLE_HOME=str(root),
-        # `mlflow models serve` execs `uvicorn`: it must find this environment's scripts.
-        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    )
+    env = server_env(root)
     from serving.cli import server_command
     from serving.settings import get_settings
 

@@ -168,12 +168,7 @@ class SqlAlchemyStore(Store):
         self._table = sa.Table(
             "predictions",
             meta,
-            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-            sa.Column("ts", sa.Float(precision=53), nullable=False),
-            sa.Column("request_id", sa.Text),
-            sa.Column("model_name", sa.Text),
-            sa.Column("model_version", sa.Text),
-            sa.Column("model_run_id", sa.Text),
+            *_common_columns(sa),
             sa.Column("inputs", sa.Text),
             sa.Column("prediction", sa.Float(precision=53)),
             sa.Index("ix_predictions_model_ts", "model_name", "model_version", "ts"),
@@ -182,12 +177,7 @@ class SqlAlchemyStore(Store):
         self._batches = sa.Table(
             "prediction_batches",
             meta,
-            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-            sa.Column("ts", sa.Float(precision=53), nullable=False),
-            sa.Column("request_id", sa.Text),
-            sa.Column("model_name", sa.Text),
-            sa.Column("model_version", sa.Text),
-            sa.Column("model_run_id", sa.Text),
+            *_common_columns(sa),
             sa.Column("n_rows", sa.Integer, nullable=False),
             sa.Column("format", sa.Text, nullable=False),
             sa.Column("data", sa.LargeBinary, nullable=False),
@@ -210,6 +200,18 @@ class SqlAlchemyStore(Store):
 
     def close(self) -> None:
         self._engine.dispose()
+
+
+def _common_columns(sa) -> list:
+    """The columns both log tables start with (fresh objects: a Column has one table)."""
+    return [
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("ts", sa.Float(precision=53), nullable=False),
+        sa.Column("request_id", sa.Text),
+        sa.Column("model_name", sa.Text),
+        sa.Column("model_version", sa.Text),
+        sa.Column("model_run_id", sa.Text),
+    ]
 
 
 def open_store(url: str, synchronous: str = "NORMAL") -> Store:
