@@ -101,17 +101,29 @@ def records_to_columns(records, schema: Schema, where: str = "records"):
         raise RequestError(f"'{where}' must be a list of objects", field=where)
     if not records:
         raise RequestError("empty batch: send at least one row", field=where)
+    if len(records) >= COLUMNAR_ROWS:
+        cols = _records_columnar(records, schema)
+        if cols is not None:
+            return cols, len(records)
     names = schema.name_set
     for i, row in enumerate(records):
         if type(row) is not dict:
             raise RequestError(f"'{where}' row {i} must be an object of column values", field=where)
         if row.keys() != names:
             schema.check_names(row.keys())
-    if len(records) >= COLUMNAR_ROWS:
-        cols = _transpose(list(map(operator.itemgetter(*schema.names), records)), schema.names)
-        if cols is not None:
-            return cols, len(records)
     return {c: [row[c] for row in records] for c in schema.names}, len(records)
+
+
+def _records_columnar(records: list, schema: Schema) -> dict | None:
+    """Many records to object-array columns with C-level checks only; None when any row is
+    not an object of exactly the schema's columns (the caller's loop then names it)."""
+    if set(map(type, records)) != {dict} or set(map(len, records)) != {len(schema.names)}:
+        return None
+    try:  # every row has all the names and no more (the lengths match): exactly the columns
+        rows = list(map(operator.itemgetter(*schema.names), records))
+    except KeyError:
+        return None
+    return _transpose(rows, schema.names)
 
 
 def _transpose(rows: list, names) -> dict | None:
