@@ -7,7 +7,8 @@ missing/empty log, too few rows, no reference sample).
 
 Bounded cost: at most `settings.sample_rows` rows of each side reach Evidently (uniform random
 samples; see docs/monitoring.md for why the verdict is preserved), and only the sampled rows'
-JSON is fetched from the log.
+JSON is fetched from the log. The fixed cost (importing Evidently) overlaps the registry and log
+reads: the report runs in a `drift.ReportWorker` started first (`settings.report_worker`).
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ import logging
 import os
 import re
 import secrets
+import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from pathlib import Path
 
-from monitoring.drift import DriftResult
+from monitoring.drift import DriftResult, ReportWorker
 from monitoring.logreader import LogError, LogWindow, read_window
 from monitoring.reference import ModelRef, ModelRefError, coerce, load_reference, resolve_model
 from monitoring.settings import Settings, get_settings
@@ -128,7 +130,7 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")
 
 
-def _publish(summary: dict, snapshot: Any, settings: Settings) -> None:
+def _publish(summary: dict, html: Path, settings: Settings) -> None:
     """Write the report files and drift.prom, and log the MLflow run (failures there only warn)."""
     import mlflow
 
@@ -142,7 +144,7 @@ def _publish(summary: dict, snapshot: Any, settings: Settings) -> None:
         except Exception:  # the verdict and the files matter more than the MLflow copy
             log.warning("could not start an MLflow run for the drift check", exc_info=True)
     try:
-        html_path, json_path = reports.write_report(settings.reports_dir, summary, snapshot)
+        html_path, json_path = reports.write_report(settings.reports_dir, summary, html)
         runs = reports.update_index(settings.reports_dir, summary, settings.index_max)
         reports.write_prom(settings.reports_dir, runs)
         if run is not None:
@@ -153,6 +155,17 @@ def _publish(summary: dict, snapshot: Any, settings: Settings) -> None:
     finally:
         if run is not None:
             mlflow.end_run()
+
+
+def _start_worker(settings: Settings) -> ReportWorker | None:
+    """The Evidently worker, or None to run the report in this process: turned off, or `auto`
+    and Evidently is already imported here (a notebook, a test session), so nothing to overlap.
+    """
+    if settings.report_worker == "off":
+        return None
+    if settings.report_worker == "auto" and "evidently" in sys.modules:
+        return None
+    return ReportWorker()
 
 
 def check(
@@ -173,11 +186,28 @@ def check(
         The outcome; could-not-judge conditions return exit code 2 with a message, they do
         not raise.
     """
-    from mlcycle.config import configure_mlflow
-    from monitoring.drift import run_report
-
     settings = settings or get_settings()
     started = time.time()
+    worker = _start_worker(settings)  # first: it imports Evidently while we read the registry
+    try:
+        return _check(window, model_version, model_name, settings, started, worker)
+    finally:
+        if worker is not None:
+            worker.close()
+
+
+def _check(
+    window: Window,
+    model_version: str | None,
+    model_name: str | None,
+    settings: Settings,
+    started: float,
+    worker: ReportWorker | None,
+) -> Outcome:
+    from mlcycle.config import configure_mlflow
+    from monitoring.drift import render_report
+    from monitoring.reports import new_html_path
+
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     configure_mlflow()
     try:
@@ -199,19 +229,24 @@ def check(
     except CannotJudge as exc:
         return Outcome(EXIT_CANNOT_JUDGE, f"cannot judge drift: {exc}")
     current = coerce(logged.frame, ref)
-    snapshot, result = run_report(current, reference, ref, settings)
-    _lap("evidently", started)
-    summary = build_summary(
-        ref,
-        window,
-        logged,
-        len(reference),
-        reference.attrs.get("n_total"),
-        result,
-        settings,
-        started,
-    )
-    _publish(summary, snapshot, settings)
+    html = new_html_path(settings.reports_dir)
+    try:
+        render = worker.render if worker is not None else render_report
+        result = render(current, reference, ref, settings, html)
+        _lap("evidently", started)
+        summary = build_summary(
+            ref,
+            window,
+            logged,
+            len(reference),
+            reference.attrs.get("n_total"),
+            result,
+            settings,
+            started,
+        )
+        _publish(summary, html, settings)
+    finally:
+        html.unlink(missing_ok=True)  # renamed to <id>.html on success
     _lap("reports + mlflow", started)
     summary["duration_s"] = round(time.time() - started, 3)
     return Outcome(summary["exit_code"], describe(summary, settings), summary)

@@ -1,6 +1,6 @@
 """Where a drift check's results go: report files, the run index, drift.prom and MLflow.
 
-In: the Evidently snapshot and the JSON summary of one check. Out, in the reports folder:
+In: the rendered Evidently HTML and the JSON summary of one check. Out, in the reports folder:
 `<id>.html` (Evidently report), `<id>.json` (summary), `latest.html` / `latest.json` (copies of
 the newest), `index.json` (`{"runs": [...]}`, newest first: id, time, model, window, verdict,
 share, file names) and `drift.prom` (Prometheus text format, Contract 3, rebuilt from the index:
@@ -59,24 +59,30 @@ def _atomic_copy(src: Path, dst: Path) -> None:
         raise
 
 
-def write_report(reports_dir: Path, summary: dict, snapshot: Any) -> tuple[Path, Path]:
-    """Write `<id>.html`, `<id>.json`, refresh `latest.*`, `index.json` and `drift.prom`.
+def new_html_path(reports_dir: Path) -> Path:
+    """A fresh hidden temporary file in the reports folder for the Evidently HTML (the check
+    renames it to `<id>.html` in `write_report`, or removes it)."""
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".report.", suffix=".html", dir=reports_dir)
+    os.close(fd)
+    return Path(tmp)
+
+
+def write_report(reports_dir: Path, summary: dict, html: Path) -> tuple[Path, Path]:
+    """Write `<id>.html`, `<id>.json` and refresh `latest.*`.
 
     Args:
         reports_dir: the reports folder (created if missing).
         summary: the JSON summary (must hold `id`, `html`, `json`).
-        snapshot: the Evidently snapshot.
+        html: the rendered Evidently report (from `new_html_path`), renamed to `<id>.html`.
 
     Returns:
         (HTML path, JSON path).
     """
     reports_dir.mkdir(parents=True, exist_ok=True)
     html_path, json_path = reports_dir / summary["html"], reports_dir / summary["json"]
-    fd, tmp = tempfile.mkstemp(prefix=".report.", suffix=".html", dir=reports_dir)
-    os.close(fd)
-    snapshot.save_html(tmp)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, html_path)
+    os.chmod(html, 0o644)
+    os.replace(html, html_path)
     atomic_write(json_path, json.dumps(summary, indent=2, sort_keys=False))
     _atomic_copy(html_path, reports_dir / "latest.html")
     _atomic_copy(json_path, reports_dir / "latest.json")

@@ -34,6 +34,10 @@ class Settings:
         experiment: MLflow experiment of the drift runs.
         log_to_mlflow: log each check as an MLflow run.
         index_max: how many runs `index.json` keeps (newest first).
+        report_worker: where the Evidently report runs: `auto` in a child process started at
+            the beginning of a check (so importing Evidently overlaps the registry and log
+            reads) unless Evidently is already imported in this one; `on` always in a child
+            process; `off` always in this process.
     """
 
     prediction_log_url: str
@@ -51,6 +55,7 @@ class Settings:
     experiment: str = "monitoring"
     log_to_mlflow: bool = True
     index_max: int = 500
+    report_worker: str = "auto"
 
 
 def _opt_float(name: str) -> float | None:
@@ -67,6 +72,13 @@ def _flag(name: str, default: bool) -> bool:
     if not value:
         return default
     return value not in {"0", "false", "no", "off"}
+
+
+def _worker_mode() -> str:
+    value = os.environ.get("MLCYCLE_DRIFT_WORKER", "").strip().lower()
+    if value in {"", "auto"}:
+        return "auto"
+    return "on" if _flag("MLCYCLE_DRIFT_WORKER", True) else "off"
 
 
 def get_settings() -> Settings:
@@ -96,4 +108,5 @@ def get_settings() -> Settings:
         experiment=os.environ.get("MLCYCLE_MONITORING_EXPERIMENT") or "monitoring",
         log_to_mlflow=_flag("MLCYCLE_DRIFT_MLFLOW", True),
         index_max=int(os.environ.get("MLCYCLE_DRIFT_INDEX_MAX") or 500),
+        report_worker=_worker_mode(),
     )

@@ -1,6 +1,7 @@
 """The drift job against a real MLflow SQLite store (the session's trained model) and a real
 prediction log: clean rows -> exit 0, shifted rows -> exit 1 naming the shifted columns, report
-files, drift.prom and the MLflow `monitoring` run; could-not-judge cases -> exit 2."""
+files, drift.prom and the MLflow `monitoring` run; could-not-judge cases -> exit 2;
+the same with the report in its worker process (MLCYCLE_DRIFT_WORKER=on)."""
 
 from __future__ import annotations
 
@@ -111,6 +112,7 @@ def test_sampled_window_keeps_the_verdict(env: dict, monkeypatch: pytest.MonkeyP
         frame[col] = frame[col] + 2 * frame[col].std()
     _log(env, frame, preds)
     monkeypatch.setenv("MLCYCLE_DRIFT_SAMPLE_ROWS", "1200")
+    monkeypatch.setenv("MLCYCLE_DRIFT_WORKER", "on")  # the report in its own process
     result = _drift("--since", "1h", "--json")
     assert result.exit_code == 1, result.output
     summary = json.loads(result.stdout)
@@ -118,6 +120,18 @@ def test_sampled_window_keeps_the_verdict(env: dict, monkeypatch: pytest.MonkeyP
     assert 1100 <= summary["rows"]["current"] <= 1300  # hash sample of ~1200
     assert summary["drifted_columns"] == SHIFTED
     assert summary["columns"]["age"]["near_threshold"] is False  # far above 0.1
+    reports = env["root"] / "reports"
+    assert (reports / summary["html"]).read_bytes() == (reports / "latest.html").read_bytes()
+    assert not list(reports.glob(".report.*"))  # the worker's HTML was renamed, not copied
+
+
+def test_could_not_judge_with_the_report_worker_on(
+    env: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLCYCLE_DRIFT_WORKER", "on")  # started first, stopped unused
+    result = _drift("--model-version", "999")
+    assert result.exit_code == 2 and "has no version '999'" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_could_not_judge_cases_exit_2(env: dict) -> None:

@@ -1,12 +1,16 @@
-"""The Evidently report on small frames: shifted columns are named, clean data is not drifted."""
+"""The Evidently report on small frames: shifted columns are named, clean data is not drifted;
+the lean report (discarded widgets skipped) has the same HTML and results; the report worker
+process gives the same result as the report in-process, and falls back to it when it dies."""
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from monitoring.drift import run_report, summarise
+from monitoring.drift import ReportWorker, render_report, run_report, summarise
 from monitoring.reference import ModelRef, coerce
 from monitoring.settings import Settings
 
@@ -99,3 +103,60 @@ def test_summarise_reads_by_metric_type_not_position(ref: ModelRef) -> None:
     assert [c.column for c in result.columns] == ["a", "b"]
     assert result.drifted_columns == ["b"] and result.drift_share == 0.2
     assert result.dataset_drift is False
+
+
+_IDS = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32}")
+
+
+def _html(snapshot) -> str:
+    return _IDS.sub("ID", snapshot.get_html_str(as_iframe=False))
+
+
+def test_lean_report_has_the_same_html_and_results(ref: ModelRef, tmp_path) -> None:
+    reference = coerce(_data(3000, 1), ref)
+    current = coerce(_data(1500, 2, shift=1.0), ref)
+    full_snapshot, full = run_report(current, reference, ref, _settings(tmp_path), lean=False)
+    lean_snapshot, lean = run_report(current, reference, ref, _settings(tmp_path), lean=True)
+    assert lean == full
+    assert _html(lean_snapshot) == _html(full_snapshot)
+    assert "prediction" in _html(lean_snapshot)  # the standalone ValueDrift still draws
+
+
+def test_worker_gives_the_in_process_result(ref: ModelRef, tmp_path) -> None:
+    reference = coerce(_data(3000, 1), ref)
+    current = coerce(_data(1500, 2, shift=1.0), ref)
+    expected = render_report(current, reference, ref, _settings(tmp_path), tmp_path / "a.html")
+    with ReportWorker() as worker:
+        got = worker.render(current, reference, ref, _settings(tmp_path), tmp_path / "b.html")
+    # equal up to float summation order (Evidently orders categories by string hash, which
+    # differs between processes)
+    assert got.drifted_columns == expected.drifted_columns == ["a", "c"]
+    assert got.drift_share == expected.drift_share and got.missing == expected.missing
+    for mine, theirs in zip(
+        got.columns + [got.prediction], expected.columns + [expected.prediction], strict=True
+    ):
+        assert (mine.column, mine.method, mine.threshold, mine.drifted) == (
+            theirs.column,
+            theirs.method,
+            theirs.threshold,
+            theirs.drifted,
+        )
+        assert mine.score == pytest.approx(theirs.score, rel=1e-9)
+    assert (tmp_path / "b.html").stat().st_size > 10_000
+
+
+def test_worker_that_died_falls_back_to_in_process(ref: ModelRef, tmp_path) -> None:
+    reference = coerce(_data(3000, 1), ref)
+    current = coerce(_data(1500, 3), ref)
+    worker = ReportWorker()
+    worker._proc.kill()  # e.g. killed for memory
+    result = worker.render(current, reference, ref, _settings(tmp_path), tmp_path / "r.html")
+    assert result.drifted_columns == [] and (tmp_path / "r.html").stat().st_size > 10_000
+
+
+def test_unused_worker_is_stopped_on_close() -> None:
+    worker = ReportWorker()
+    proc = worker._proc
+    worker.close()
+    assert proc.poll() is not None and worker._proc is None
+    worker.close()  # twice is fine
