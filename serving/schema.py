@@ -175,7 +175,7 @@ def _bad_number(col: Column, value) -> None:
 
 
 def _categorical(col: Column, values):
-    if len(values) >= COLUMNAR_ROWS or _is_categorical(values):
+    if len(values) >= COLUMNAR_ROWS or (type(values) is not list and _is_categorical(values)):
         return _categorical_large(col, values)
     try:
         seen = set(values)
