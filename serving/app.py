@@ -10,6 +10,7 @@ blueprint (`serving.web.blueprint`, registered when that module exists) can reac
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import importlib.util
 import logging
@@ -298,10 +299,8 @@ class Predictor:
                     status=404,
                     field="version",
                 )
-            if len(body) >= self.settings.large_body_bytes:
-                with self._large:
-                    payload = self._score(req, rid, svc, body, route, kind)
-            else:
+            large = len(body) >= self.settings.large_body_bytes
+            with self._large if large else contextlib.nullcontext():
                 payload = self._score(req, rid, svc, body, route, kind)
             status, out = 200, orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
         except RequestError as exc:
