@@ -150,6 +150,17 @@ def demo(
     except KeyboardInterrupt:
         pass
     finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=30)
+        _stop(server)
+
+
+def _stop(server: subprocess.Popen) -> None:
+    """SIGTERM the launcher (it stops the server and reaps it); SIGKILL it if it hangs, which
+    the server follows (it dies with its launcher)."""
+    if server.poll() is not None:
+        return
+    os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(timeout=40)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(timeout=10)

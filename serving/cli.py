@@ -8,6 +8,7 @@ Heavy imports (mlflow, pyarrow) happen inside the functions.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -15,6 +16,8 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -152,17 +155,64 @@ def launch(
         workers,
         threads,
     )
-    proc = subprocess.Popen(cmd, env=env)
+    # Its own session and group: a terminal's Ctrl-C or a `kill` of this launcher's group reaches
+    # the server's main process once, through `_supervise`, never its workers directly (granian
+    # could hang when its workers died under it mid-shutdown). It dies with this launcher.
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=_die_with(os.getpid()))
+    try:
+        return _supervise(proc, STOP_GRACE_S)
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+STOP_GRACE_S = 20.0  # granian's --workers-kill-timeout (10 s) plus slack
+
+
+def _die_with(launcher: int) -> Callable[[], None]:
+    """A `preexec_fn`: the server's process gets SIGTERM when `launcher` dies, even by SIGKILL."""
+
+    def follow() -> None:
+        if sys.platform.startswith("linux"):
+            import ctypes
+
+            pr_set_pdeathsig = 1
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+        if os.getppid() != launcher:  # it died before the line above: nobody to follow
+            os._exit(1)
+
+    return follow
+
+
+def _supervise(proc: subprocess.Popen, grace_s: float) -> int:
+    """Wait for the server; forward the first SIGINT/SIGTERM, kill it on a second one or once
+    it has not stopped `grace_s` seconds after the first.
+
+    Returns:
+        The server's exit code.
+    """
+    stopping_since: list[float] = []
 
     def forward(signum, _frame):
+        if stopping_since:
+            _kill_group(proc, "a second signal")
+            return
+        stopping_since.append(time.monotonic())
         proc.send_signal(signum)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, forward)
-    try:
-        return proc.wait()
-    finally:
-        shutil.rmtree(run_dir, ignore_errors=True)
+    while True:
+        try:
+            return proc.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            if stopping_since and time.monotonic() - stopping_since[0] > grace_s:
+                _kill_group(proc, f"still running {grace_s:.0f} s after the stop signal")
+
+
+def _kill_group(proc: subprocess.Popen, why: str) -> None:
+    log.warning("killing the server and its workers: %s", why)
+    with contextlib.suppress(ProcessLookupError):  # already gone
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def score(

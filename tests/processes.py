@@ -1,13 +1,15 @@
 """Real processes for tests: servers started on a free loopback port, waited for, stopped.
 
-In: a command, its environment and a log file. Out: a process in its own session (so stopping
-it stops its workers too), a wait that fails with the log's tail when the process dies or never
-answers, and a stop that escalates from SIGTERM to SIGKILL. Importable from every test folder
+In: a command, its environment and a log file. Out: a process in its own session, a wait that
+fails with the log's tail when the process dies or never answers, a stop that escalates from
+SIGTERM to its group to SIGKILL of its whole process tree (`mlcycle serve` runs the server in a
+group of its own), and that SIGKILL alone for tests of crashes. Importable from every test folder
 as `processes` (pytest puts `tests/` on `sys.path` for `tests/conftest.py`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -25,11 +27,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(cmd: list[str], env: dict, log_path: Path) -> subprocess.Popen:
+def start(cmd: list[str], env: dict, log_path: Path, cwd: Path | None = None) -> subprocess.Popen:
     """Start `cmd` in a new session with stdout and stderr going to `log_path`."""
     with open(log_path, "wb") as log:
         return subprocess.Popen(
-            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
 
 
@@ -50,12 +52,40 @@ def wait_http(url: str, proc: subprocess.Popen, log_path: Path, timeout: float =
 
 
 def stop(proc: subprocess.Popen, timeout: float = 15) -> None:
-    """SIGTERM the process group, SIGKILL it if it has not exited within `timeout` seconds."""
+    """SIGTERM the process group; SIGKILL the whole tree if it has not exited in `timeout` s."""
     if proc.poll() is not None:
         return
     os.killpg(proc.pid, signal.SIGTERM)
     try:
         proc.wait(timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(5)
+        kill_tree(proc)
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL `proc` and every process below it at once (a crash of the whole server)."""
+    pids = [proc.pid, *descendants(proc.pid)]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    proc.wait(10)
+
+
+def descendants(pid: int) -> list[int]:
+    """The pids of every living process below `pid` (Linux /proc), children first."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # exited meanwhile
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], list(children.get(pid, []))
+    while todo:
+        child = todo.pop(0)
+        found.append(child)
+        todo.extend(children.get(child, []))
+    return found

@@ -1,19 +1,20 @@
 """The README's run command: `mlcycle demo` goes through the whole lifecycle on its own.
 
 In: a fresh SQLite MLflow store and state folder in tmp. Out: a trained, promoted model, a served
-sample request, clean then drifted traffic, and two drift runs with the expected verdicts.
+sample request, clean then drifted traffic, and two drift runs with the expected verdicts. The
+demo's output goes to a file, so a demo that hangs fails with its tail instead of a bare timeout.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from processes import free_port, kill_tree
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -21,9 +22,6 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.e2e
 @pytest.mark.slow
 def test_demo_trains_serves_and_flags_drift(tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     env = {
         **os.environ,
         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
@@ -31,18 +29,26 @@ def test_demo_trains_serves_and_flags_drift(tmp_path: Path) -> None:
     }
     for name in ("MLCYCLE_REPORTS_DIR", "MLCYCLE_PREDICTION_LOG_URL", "MLCYCLE_API_KEYS"):
         env.pop(name, None)
-    args = ["--port", str(port), "--epochs", "2", "--duration", "4", "--rate", "50"]
-    out = subprocess.run(
-        [sys.executable, "-m", "mlcycle", "demo", *args, "--batch", "10", "--no-keep-serving"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-    assert '"probability"' in out.stdout, "the sample request's answer is printed"
+    args = ["--port", str(free_port()), "--epochs", "2", "--duration", "4", "--rate", "50"]
+    cmd = [sys.executable, "-m", "mlcycle", "demo", *args, "--batch", "10", "--no-keep-serving"]
+    output = tmp_path / "demo.log"
+    with open(output, "wb") as log:
+        demo = subprocess.Popen(
+            cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        code = demo.wait(timeout=420)  # ~70 s on 2 cores; under pytest's 600 s
+    except subprocess.TimeoutExpired:
+        kill_tree(demo)
+        pytest.fail(f"the demo hung; its output ends with:\n{output.read_text()[-4000:]}")
+    text = output.read_text()
+    assert code == 0, text[-4000:]
+    assert '"probability"' in text, "the sample request's answer is printed"
     reports = tmp_path / ".mlcycle" / "reports"
     runs = json.loads((reports / "index.json").read_text())["runs"]  # newest first
     assert [r["dataset_drift"] for r in runs] == [True, False], runs
     assert (reports / "latest.html").is_file()
+    left = subprocess.run(
+        ["pgrep", "-f", "--", f"--port {args[1]}"], capture_output=True, text=True
+    )
+    assert not left.stdout.strip(), f"the demo left its server running: {left.stdout}"

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import signal
 import sys
 from pathlib import Path
 
 import pytest
-from processes import free_port, stop, wait_http
+from processes import free_port, kill_tree, stop, wait_http
 from processes import start as start_process
 
 ADMIN = "test-admin-token"
@@ -52,8 +51,7 @@ class Server:
         wait_http(self.url + "/v2/health/ready", self.proc, self.output, timeout)
 
     def kill9(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
+        kill_tree(self.proc)
 
     def stop(self) -> None:
         stop(self.proc)
