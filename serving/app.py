@@ -58,6 +58,7 @@ class Serving:
                 on_commit=self.metrics.log_rows.inc,
                 on_failure=self.metrics.log_failures.inc,
                 mode=settings.log_mode,
+                group_wait_us=settings.log_group_wait_us,
             )
         if model_service is not None:
             self.on_swap(model_service, None)
@@ -321,16 +322,25 @@ class Predictor:
     def _score(
         self, req: _Req, rid: str, svc: ModelService, body: bytes, route: str, kind: str
     ) -> dict:
-        batcher = svc.batcher
-        if batcher is None:
-            columns, arrays, preds, extra = self._predict(req, rid, svc, body, route, kind)
-        else:
-            batcher.enter()  # lets a batch leader wait briefly for this request's rows
-            try:
+        batcher, predlog = svc.batcher, self.serving.predlog
+        if predlog is not None:
+            predlog.expect()  # lets a commit leader wait briefly for this request's rows
+        try:
+            if batcher is None:
                 columns, arrays, preds, extra = self._predict(req, rid, svc, body, route, kind)
-            finally:
-                batcher.leave()
-        self._log(rid, svc, columns, arrays, preds)
+            else:
+                batcher.enter()  # lets a batch leader wait briefly for this request's rows
+                try:
+                    columns, arrays, preds, extra = self._predict(req, rid, svc, body, route, kind)
+                finally:
+                    batcher.leave()
+            rows, batches = self._log_entries(rid, svc, columns, arrays, preds)
+        except BaseException:
+            if predlog is not None:
+                predlog.withdraw()
+            raise
+        if predlog is not None and not predlog.write(rows, batches, expected=True):
+            raise RequestError("prediction log unavailable; nothing was recorded", status=503)
         return self._answer(rid, svc, kind, preds, extra)
 
     def _predict(
@@ -353,24 +363,18 @@ class Predictor:
             raise RequestError(f"could not read the request: {type(exc).__name__}") from None
         return columns, arrays, svc.score(arrays, columns, n), extra
 
-    def _log(
+    def _log_entries(
         self, rid: str, svc: ModelService, columns: dict, arrays: dict, preds: np.ndarray
-    ) -> None:
-        """Commit the scored rows to the prediction log: one row each, or one columnar batch
-        for requests of `log_batch_rows` rows or more."""
-        predlog = self.serving.predlog
-        if predlog is None:
-            return
+    ) -> tuple[list[tuple], list[tuple]]:
+        """The scored rows as prediction-log entries: one row each, or one columnar batch for
+        requests of `log_batch_rows` rows or more. Empty when the log is off."""
+        if self.serving.predlog is None:
+            return [], []
         names = svc.schema.names
         big = self.settings.log_batch_rows
         if big > 0 and len(preds) >= big:
-            rows = []
-            batches = [build_batch(rid, svc.name, svc.version, svc.run_id, names, arrays, preds)]
-        else:
-            rows = build_rows(rid, svc.name, svc.version, svc.run_id, names, columns, preds)
-            batches = []
-        if not predlog.write(rows, batches):
-            raise RequestError("prediction log unavailable; nothing was recorded", status=503)
+            return [], [build_batch(rid, svc.name, svc.version, svc.run_id, names, arrays, preds)]
+        return build_rows(rid, svc.name, svc.version, svc.run_id, names, columns, preds), []
 
     def _answer(self, rid: str, svc: ModelService, kind: str, preds: np.ndarray, extra) -> dict:
         self.metrics.observe_scores(svc.version, preds)

@@ -340,9 +340,13 @@ class PredictionLog:
         on_commit: Callable[[int], None] | None = None,
         on_failure: Callable[[], None] | None = None,
         mode: str = "inline",
+        group_wait_us: int = 0,
     ) -> None:
         if mode not in ("inline", "thread"):
             raise ValueError(f"unknown prediction log mode {mode!r}")
+        self._group_wait = max(0, group_wait_us) / 1e6
+        self._expected = 0  # requests announced by `expect` whose rows have not arrived yet
+        self._gathering = False
         self._factory = store_factory
         self._max_rows = max_rows
         self._on_commit = on_commit
@@ -350,6 +354,7 @@ class PredictionLog:
         self._mode = mode
         self._store: Store | None = None
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
         self._pending: list[Ticket] = []
         self._busy = False
         self._closed = False
@@ -359,27 +364,88 @@ class PredictionLog:
             self._thread = threading.Thread(target=self._run, name="predlog-writer", daemon=True)
             self._thread.start()
 
-    def write(self, rows: list[tuple], batches: list[tuple] = (), timeout: float = 30.0) -> bool:
+    def expect(self) -> None:
+        """A request started whose rows will come to `write(..., expected=True)` (or that will
+        `withdraw`): until they come, a commit leader waits up to `group_wait_us` for them, so
+        one commit carries the rows of requests running side by side."""
+        with self._lock:
+            self._expected += 1
+
+    def withdraw(self) -> None:
+        """An `expect`ed request failed before writing: nothing of it is coming."""
+        with self._lock:
+            self._expected = max(0, self._expected - 1)
+            if self._gathering:
+                self._arrived.notify()
+
+    def write(
+        self,
+        rows: list[tuple],
+        batches: list[tuple] = (),
+        timeout: float = 30.0,
+        expected: bool = False,
+    ) -> bool:
         """Commit `rows` and `batches` (with whatever else is queued).
+
+        Args:
+            rows: `predictions` rows.
+            batches: `prediction_batches` rows.
+            timeout: seconds to wait for the commit.
+            expected: whether this request announced itself with `expect`.
 
         Returns:
             True once committed, False on failure (or after `timeout` seconds).
         """
         ticket = Ticket(rows, list(batches))
         if self._mode == "thread":
+            if expected:
+                self.withdraw()
             self._queue.put(ticket)
             return ticket.wait(timeout) and ticket.error is None
         with self._lock:
+            if expected:
+                self._expected = max(0, self._expected - 1)
             if self._busy:
                 self._pending.append(ticket)
+                if self._gathering:
+                    self._arrived.notify()
             else:
                 self._busy = True
                 ticket.batch = [ticket]
         if ticket.batch is None and not ticket.wait(timeout):
             return False
         if ticket.batch is not None:
+            self._gather(ticket.batch)
             self._lead(ticket.batch)
         return ticket.error is None
+
+    def _gather(self, batch: list[Ticket]) -> None:
+        """Before a commit: wait up to `group_wait_us` for the rows of expected requests, then
+        add every queued ticket that fits in `max_rows` to `batch`. A lone request (nothing
+        expected) never waits."""
+        if self._group_wait <= 0 or not self._expected:
+            return
+        with self._lock:
+            deadline = time.monotonic() + self._group_wait
+            self._gathering = True
+            try:
+                while self._expected > 0:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._arrived.wait(left)
+            finally:
+                self._gathering = False
+            rows = sum(t.size for t in batch)
+            while self._pending and rows + self._pending[0].size <= self._max_rows:
+                nxt = self._pending.pop(0)
+                batch.append(nxt)
+                rows += nxt.size
+
+    @property
+    def expected(self) -> int:
+        """Requests announced by `expect` whose rows have not come yet."""
+        return self._expected
 
     def depth(self) -> int:
         """Requests waiting for a commit."""

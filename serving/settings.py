@@ -50,6 +50,7 @@ class Settings:
     log_flush_rows: int = 2048
     log_batch_rows: int = 256
     log_mode: str = "inline"
+    log_group_wait_us: int = 200
     log_sync: str = "NORMAL"
     server: str = "granian"
     workers: int = 2
@@ -88,6 +89,7 @@ def get_settings() -> Settings:
         log_predictions=_bool("MLCYCLE_LOG_PREDICTIONS", True),
         log_batch_rows=int(_env("MLCYCLE_LOG_BATCH_ROWS", "256")),
         log_mode=_env("MLCYCLE_PREDICTION_LOG_MODE", "inline"),
+        log_group_wait_us=int(_env("MLCYCLE_LOG_GROUP_WAIT_US", "200")),
         log_sync=_env("MLCYCLE_PREDICTION_LOG_SYNC", "NORMAL"),
         server=_env("MLCYCLE_SERVER", "granian"),
         workers=int(_env("MLCYCLE_WORKERS", "2")),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import sqlite3
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -147,3 +148,60 @@ def test_rows_and_batches_commit_together_and_count_as_rows(tmp_path):
         ("big", 1000)
     ]
     assert sum(committed) == 1002
+
+
+def _counting_log(tmp_path, wait_us):
+    stores = []
+
+    def factory():
+        stores.append(CountingStore(str(tmp_path / "p.db")))
+        return stores[-1]
+
+    return PredictionLog(factory, group_wait_us=wait_us), stores
+
+
+def test_lone_request_never_waits_for_a_group(tmp_path):
+    log, _ = _counting_log(tmp_path, wait_us=2_000_000)  # a 2 s window, were it ever used
+    log.write(_rows("warm"))
+    log.expect()
+    started = time.perf_counter()
+    assert log.write(_rows("lone"), expected=True)
+    assert time.perf_counter() - started < 0.5
+
+
+def test_leader_waits_for_expected_requests_and_commits_them_together(tmp_path):
+    log, stores = _counting_log(tmp_path, wait_us=2_000_000)
+    log.write(_rows("warm"))
+    before = stores[0].commits
+    log.expect()
+    log.expect()  # a second request is being scored
+    results = []
+    leader = threading.Thread(target=lambda: results.append(log.write(_rows("a"), expected=True)))
+    leader.start()
+    time.sleep(0.2)  # the leader is gathering: nothing committed yet
+    assert stores[0].commits == before and not results
+    assert log.write(_rows("b"), expected=True)
+    leader.join(5)
+    assert results == [True] and stores[0].commits == before + 1  # one commit for both
+
+
+def test_withdrawn_request_releases_the_leader(tmp_path):
+    log, stores = _counting_log(tmp_path, wait_us=10_000_000)
+    log.write(_rows("warm"))
+    log.expect()
+    log.expect()
+    done = threading.Event()
+    threading.Thread(target=lambda: (log.write(_rows("a"), expected=True), done.set())).start()
+    time.sleep(0.1)
+    log.withdraw()  # the other request failed validation: nothing of it is coming
+    assert done.wait(2), "the leader still waited for a request that withdrew"
+
+
+def test_group_wait_is_bounded_when_an_expected_request_never_comes(tmp_path):
+    log, _ = _counting_log(tmp_path, wait_us=100_000)
+    log.write(_rows("warm"))
+    log.expect()
+    log.expect()  # never writes, never withdraws
+    started = time.perf_counter()
+    assert log.write(_rows("a"), expected=True)
+    assert 0.09 < time.perf_counter() - started < 1.5
