@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from processes import free_port, kill_tree
+from processes import free_port, kill_tree, start
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,10 +32,7 @@ def test_demo_trains_serves_and_flags_drift(tmp_path: Path) -> None:
     args = ["--port", str(free_port()), "--epochs", "2", "--duration", "4", "--rate", "50"]
     cmd = [sys.executable, "-m", "mlcycle", "demo", *args, "--batch", "10", "--no-keep-serving"]
     output = tmp_path / "demo.log"
-    with open(output, "wb") as log:
-        demo = subprocess.Popen(
-            cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    demo = start(cmd, env, output, cwd=REPO)
     try:
         code = demo.wait(timeout=420)  # ~70 s on 2 cores; under pytest's 600 s
     except subprocess.TimeoutExpired:
