@@ -317,8 +317,9 @@ class ServerTree:
             raise RuntimeError(f"{self.name} did not start ({exc}); log tail:\n{tail}") from None
 
     def pids(self) -> list[int]:
-        """Every live process of the server's process group."""
-        out = []
+        """The server's live processes: its own and every one below it (`mlcycle serve` runs
+        the server in a process group of its own, so the group alone would miss it)."""
+        children: dict[int, list[int]] = {}
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
                 continue
@@ -326,9 +327,14 @@ class ServerTree:
                 stat = Path(f"/proc/{entry}/stat").read_text()
             except OSError:
                 continue
-            fields = stat.rsplit(")", 1)[1].split()  # state, ppid, pgrp, ...
-            if int(fields[2]) == self.proc.pid and fields[0] != "Z":
-                out.append(int(entry))
+            fields = stat.rsplit(")", 1)[1].split()  # state, ppid, ...
+            if fields[0] != "Z":
+                children.setdefault(int(fields[1]), []).append(int(entry))
+        out, todo = [], [self.proc.pid] if self.proc.poll() is None else []
+        while todo:
+            pid = todo.pop()
+            out.append(pid)
+            todo.extend(children.get(pid, []))
         return out
 
     def reset_peaks(self) -> None:
