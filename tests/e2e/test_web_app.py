@@ -340,6 +340,8 @@ def test_report_path_traversal_is_404(site, path):
 
 
 def test_live_page_shows_request_figures(site, page):
+    from playwright.sync_api import expect
+
     url = site["url"]
     for seed in range(5):
         requests.post(
@@ -349,7 +351,9 @@ def test_live_page_shows_request_figures(site, page):
             timeout=10,
         )
     page.goto(url + "/ui/live")
-    page.wait_for_function("document.getElementById('l-rate').textContent !== '–'")
+    # A locator assertion, not wait_for_function: the page's CSP (script-src 'self') forbids the
+    # eval that wait_for_function's polling uses once its first check comes back false.
+    expect(page.locator("#l-rate")).not_to_have_text("–", timeout=15_000)
     assert float(page.inner_text("#l-rate")) > 0
     assert page.inner_text("#l-p99").endswith("ms")
     assert page.locator("#l-scores .bar-row").count() >= 10
