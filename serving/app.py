@@ -51,9 +51,9 @@ class Serving:
         self._expected_workers = int(os.environ.get("MLCYCLE_EXPECTED_WORKERS", "1"))
         if settings.log_predictions:
             url = settings.prediction_log_url
-            sync = settings.log_sync
+            sync, every = settings.log_sync, settings.log_checkpoint_s
             self.predlog = PredictionLog(
-                lambda: open_store(url, sync),
+                lambda: open_store(url, sync, every),
                 settings.log_flush_rows,
                 on_commit=self.metrics.log_rows.inc,
                 on_failure=self.metrics.log_failures.inc,

@@ -107,10 +107,19 @@ class Store:
 
 
 class SqliteStore(Store):
-    """A SQLite file in WAL mode; `synchronous=NORMAL` survives process crashes."""
+    """A SQLite file in WAL mode; `synchronous=NORMAL` survives process crashes.
+
+    With `checkpoint_s` set (the server's default), the WAL is checkpointed by a thread of its
+    own (`WalCheckpointer`) rather than by whichever commit crosses SQLite's 1000-page mark, so
+    no request waits for a checkpoint's copying and fsyncs. Commits are as durable either way.
+    """
 
     def __init__(
-        self, path: str, busy_timeout_ms: int = 30_000, synchronous: str = "NORMAL"
+        self,
+        path: str,
+        busy_timeout_ms: int = 30_000,
+        synchronous: str = "NORMAL",
+        checkpoint_s: float | None = None,
     ) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(
@@ -125,6 +134,11 @@ class SqliteStore(Store):
             self._conn.execute(ddl)
         self._timeout = busy_timeout_ms / 1000
         self._conn.execute("PRAGMA busy_timeout=0")
+        self._checkpointer = None
+        if checkpoint_s:
+            self._conn.execute("PRAGMA wal_autocheckpoint=0")
+            self._conn.execute(f"PRAGMA journal_size_limit={_wal_limit_bytes(self._conn)}")
+            self._checkpointer = WalCheckpointer(path, checkpoint_s, synchronous.upper())
 
     def write(self, rows: list[tuple], batches: list[tuple] = ()) -> None:
         conn = self._conn
@@ -154,7 +168,88 @@ class SqliteStore(Store):
                 time.sleep(0.0001)
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         self._conn.close()
+
+
+WAL_RESTART_PAGES = 8192  # 32 MiB of 4 KiB pages: past this the checkpointer restarts the WAL
+
+
+def _wal_limit_bytes(conn: sqlite3.Connection) -> int:
+    return WAL_RESTART_PAGES * conn.execute("PRAGMA page_size").fetchone()[0]
+
+
+class WalCheckpointer:
+    """Checkpoints a SQLite WAL from a daemon thread every `interval` seconds.
+
+    A PASSIVE checkpoint never blocks writers. But under steady writes from several processes
+    a few frames land during each one, and a WAL only starts over from its beginning once it
+    is fully checkpointed. So once the WAL holds more than `restart_pages` frames, one RESTART
+    checkpoint holds writers back until it is done (it has little left to copy) and the next
+    commit starts the WAL over; `journal_size_limit` trims the file back to that size. A
+    RESTART waits at most `RESTART_WAIT_S` for readers (a drift job's long read), and after
+    such a wait the next RESTART comes no sooner than `RESTART_BACKOFF_S` later.
+    """
+
+    RESTART_WAIT_S = 0.1
+    RESTART_BACKOFF_S = 10.0
+
+    def __init__(
+        self,
+        path: str,
+        interval: float,
+        synchronous: str = "NORMAL",
+        restart_pages: int = WAL_RESTART_PAGES,
+    ) -> None:
+        self._path = path
+        self._interval = interval
+        self._sync = synchronous
+        self._restart_pages = restart_pages
+        self._restart_after = 0.0
+        self._stop = threading.Event()
+        self.checkpoints = 0
+        self.restarts = 0
+        self.busy_restarts = 0  # RESTARTs that gave up waiting for a reader
+        self._thread = threading.Thread(target=self._run, name="predlog-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        conn = sqlite3.connect(self._path, isolation_level=None, timeout=self.RESTART_WAIT_S)
+        try:
+            conn.execute(f"PRAGMA synchronous={self._sync}")
+            conn.execute(f"PRAGMA journal_size_limit={_wal_limit_bytes(conn)}")
+            while not self._stop.wait(self._interval):
+                self.checkpoint(conn)
+        except sqlite3.Error as exc:
+            log.warning("prediction log checkpointer stopped: %s", exc)
+        finally:
+            conn.close()
+
+    def checkpoint(self, conn: sqlite3.Connection) -> None:
+        """One PASSIVE checkpoint, and a RESTART one if the WAL is past `restart_pages`."""
+        try:
+            _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            self.checkpoints += 1
+            if frames > self._restart_pages and time.monotonic() >= self._restart_after:
+                busy, _, _ = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+                if busy:
+                    self.busy_restarts += 1
+                    self._restart_after = time.monotonic() + self.RESTART_BACKOFF_S
+                else:
+                    self.restarts += 1
+        except sqlite3.OperationalError as exc:  # busy or locked: the next round retries
+            log.debug("prediction log checkpoint skipped: %s", exc)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the thread (the last connection to close checkpoints what is left)."""
+        self._stop.set()
+        self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        """Whether the checkpointing thread is running."""
+        return self._thread.is_alive()
 
 
 class SqlAlchemyStore(Store):
@@ -214,16 +309,19 @@ def _common_columns(sa) -> list:
     ]
 
 
-def open_store(url: str, synchronous: str = "NORMAL") -> Store:
+def open_store(url: str, synchronous: str = "NORMAL", checkpoint_s: float | None = None) -> Store:
     """A `Store` for a URL: `sqlite:///path` uses sqlite3 directly, anything else SQLAlchemy.
 
     Args:
         url: SQLAlchemy-style URL.
         synchronous: SQLite `synchronous` pragma; NORMAL and OFF both survive a killed process
             (WAL), only FULL also survives power loss.
+        checkpoint_s: SQLite only: checkpoint the WAL from a background thread this often
+            (seconds); None or 0 leaves it to SQLite's automatic checkpoint inside commits.
     """
     if url.startswith("sqlite:///"):
-        return SqliteStore(url[len("sqlite:///") :], synchronous=synchronous)
+        path = url[len("sqlite:///") :]
+        return SqliteStore(path, synchronous=synchronous, checkpoint_s=checkpoint_s)
     return SqlAlchemyStore(url)
 
 

@@ -52,6 +52,7 @@ class Settings:
     log_mode: str = "inline"
     log_group_wait_us: int = 200
     log_sync: str = "NORMAL"
+    log_checkpoint_s: float = 0.2
     server: str = "granian"
     workers: int = 2
     threads: int = 4
@@ -91,6 +92,7 @@ def get_settings() -> Settings:
         log_mode=_env("MLCYCLE_PREDICTION_LOG_MODE", "inline"),
         log_group_wait_us=int(_env("MLCYCLE_LOG_GROUP_WAIT_US", "200")),
         log_sync=_env("MLCYCLE_PREDICTION_LOG_SYNC", "NORMAL"),
+        log_checkpoint_s=float(_env("MLCYCLE_PREDICTION_LOG_CHECKPOINT_S", "0.2")),
         server=_env("MLCYCLE_SERVER", "granian"),
         workers=int(_env("MLCYCLE_WORKERS", "2")),
         threads=int(_env("MLCYCLE_THREADS", "4")),

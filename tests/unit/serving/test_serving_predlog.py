@@ -205,3 +205,96 @@ def test_group_wait_is_bounded_when_an_expected_request_never_comes(tmp_path):
     started = time.perf_counter()
     assert log.write(_rows("a"), expected=True)
     assert 0.09 < time.perf_counter() - started < 1.5
+
+
+def _wal_frames(path) -> int:
+    """Frames in the WAL, read without checkpointing (a checkpoint of nothing: TRUNCATE would)."""
+    conn = sqlite3.connect(path)
+    try:
+        # PASSIVE from a connection that committed nothing reports the WAL's frame count; it
+        # may copy frames but never changes how many there are.
+        return conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
+    finally:
+        conn.close()
+
+
+def _commit_singles(store, n, prefix="r"):
+    for i in range(n):
+        store.write(_rows(f"{prefix}{i}"))
+
+
+def test_with_a_checkpointer_commits_leave_the_wal_alone(tmp_path):
+    # SQLite's automatic checkpoint would copy the WAL into the file inside the commit that
+    # crosses 1000 pages; with the background checkpointer (here: not due for an hour) no
+    # commit does, so no request waits for a checkpoint's fsyncs.
+    quiet, auto = tmp_path / "quiet.db", tmp_path / "auto.db"
+    store = SqliteStore(str(quiet), checkpoint_s=3600)
+    reference = SqliteStore(str(auto))
+    assert store._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    start = quiet.stat().st_size
+    _commit_singles(store, 1200)
+    _commit_singles(reference, 1200)
+    assert quiet.stat().st_size == start  # every page still only in the WAL
+    assert auto.stat().st_size > 2 * start  # the control: commits checkpointed it themselves
+    assert sqlite3.connect(quiet).execute("SELECT COUNT(*) FROM predictions").fetchone()[0] == 1200
+    store.close()
+    reference.close()
+
+
+def test_checkpointer_thread_copies_the_wal_into_the_file(tmp_path):
+    path = tmp_path / "p.db"
+    store = SqliteStore(str(path), checkpoint_s=0.05)
+    start = path.stat().st_size
+    _commit_singles(store, 300)
+    deadline = time.monotonic() + 10
+    while path.stat().st_size == start and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert path.stat().st_size > start
+    assert store._checkpointer.checkpoints >= 1
+    store.close()
+    assert not store._checkpointer.alive
+    assert sqlite3.connect(path).execute("SELECT COUNT(*) FROM predictions").fetchone()[0] == 300
+
+
+def test_checkpointer_restarts_a_wal_that_keeps_growing(tmp_path):
+    from serving.predlog import WalCheckpointer
+
+    path = str(tmp_path / "p.db")
+    store = SqliteStore(path, checkpoint_s=3600)
+    ckpt = WalCheckpointer(path, interval=3600, restart_pages=100)
+    conn = sqlite3.connect(path, isolation_level=None, timeout=ckpt.RESTART_WAIT_S)
+    _commit_singles(store, 200)  # ~600 frames
+    ckpt.checkpoint(conn)
+    assert (ckpt.checkpoints, ckpt.restarts) == (1, 1)
+    _commit_singles(store, 1, prefix="after")
+    assert _wal_frames(path) < 20  # the next commit started the WAL over
+    conn.close()
+    ckpt.close()
+    store.close()
+
+
+def test_restart_waits_briefly_for_a_reader_then_backs_off(tmp_path):
+    from serving.predlog import WalCheckpointer
+
+    path = str(tmp_path / "p.db")
+    store = SqliteStore(path, checkpoint_s=3600)
+    ckpt = WalCheckpointer(path, interval=3600, restart_pages=100)
+    conn = sqlite3.connect(path, isolation_level=None, timeout=ckpt.RESTART_WAIT_S)
+    _commit_singles(store, 100)
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT COUNT(*) FROM predictions").fetchone()  # holds its snapshot
+    _commit_singles(store, 100, prefix="more")
+    t0 = time.monotonic()
+    ckpt.checkpoint(conn)
+    assert time.monotonic() - t0 < 2.0  # a writer would have waited at most this long
+    assert (ckpt.restarts, ckpt.busy_restarts) == (0, 1)
+    ckpt.checkpoint(conn)  # backing off: no second wait while the reader is still there
+    assert (ckpt.restarts, ckpt.busy_restarts) == (0, 1)
+    reader.execute("COMMIT")
+    _commit_singles(store, 1, prefix="last")  # writers were never refused
+    assert sqlite3.connect(path).execute("SELECT COUNT(*) FROM predictions").fetchone()[0] == 201
+    for c in (reader, conn):
+        c.close()
+    ckpt.close()
+    store.close()
