@@ -214,17 +214,25 @@ class WalCheckpointer:
         self._thread = threading.Thread(target=self._run, name="predlog-checkpoint", daemon=True)
         self._thread.start()
 
-    def _run(self) -> None:
+    def connect(self) -> sqlite3.Connection:
+        """A connection set up for checkpointing (busy wait = `RESTART_WAIT_S`)."""
         conn = sqlite3.connect(self._path, isolation_level=None, timeout=self.RESTART_WAIT_S)
-        try:
-            conn.execute(f"PRAGMA synchronous={self._sync}")
-            conn.execute(f"PRAGMA journal_size_limit={_wal_limit_bytes(conn)}")
-            while not self._stop.wait(self._interval):
+        conn.execute(f"PRAGMA synchronous={self._sync}")
+        conn.execute(f"PRAGMA journal_size_limit={_wal_limit_bytes(conn)}")
+        return conn
+
+    def _run(self) -> None:
+        # The writers no longer checkpoint, so this thread must outlive any one failure: a
+        # broken connection is dropped and the next round opens a new one.
+        conn = None
+        while not self._stop.wait(self._interval):
+            try:
+                conn = conn or self.connect()
                 self.checkpoint(conn)
-        except sqlite3.Error as exc:
-            log.warning("prediction log checkpointer stopped: %s", exc)
-        finally:
-            conn.close()
+            except sqlite3.Error as exc:
+                log.warning("prediction log checkpoint failed, retrying: %s", exc)
+                conn = _drop(conn)
+        _drop(conn)
 
     def checkpoint(self, conn: sqlite3.Connection) -> None:
         """One PASSIVE checkpoint, and a RESTART one if the WAL is past `restart_pages`."""
@@ -623,7 +631,8 @@ class PredictionLog:
             t.done(error)
 
 
-def _drop(store: Store | None) -> None:
+def _drop(store: Store | sqlite3.Connection | None) -> None:
+    """Close a store or connection that may be broken; returns None to clear the reference."""
     if store is not None:
         try:
             store.close()

@@ -208,11 +208,10 @@ def test_group_wait_is_bounded_when_an_expected_request_never_comes(tmp_path):
 
 
 def _wal_frames(path) -> int:
-    """Frames in the WAL, read without checkpointing (a checkpoint of nothing: TRUNCATE would)."""
+    """Frames now in the WAL: a PASSIVE checkpoint reports them (it may copy frames, but never
+    changes how many there are)."""
     conn = sqlite3.connect(path)
     try:
-        # PASSIVE from a connection that committed nothing reports the WAL's frame count; it
-        # may copy frames but never changes how many there are.
         return conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
     finally:
         conn.close()
@@ -262,7 +261,7 @@ def test_checkpointer_restarts_a_wal_that_keeps_growing(tmp_path):
     path = str(tmp_path / "p.db")
     store = SqliteStore(path, checkpoint_s=3600)
     ckpt = WalCheckpointer(path, interval=3600, restart_pages=100)
-    conn = sqlite3.connect(path, isolation_level=None, timeout=ckpt.RESTART_WAIT_S)
+    conn = ckpt.connect()
     _commit_singles(store, 200)  # ~600 frames
     ckpt.checkpoint(conn)
     assert (ckpt.checkpoints, ckpt.restarts) == (1, 1)
@@ -279,7 +278,7 @@ def test_restart_waits_briefly_for_a_reader_then_backs_off(tmp_path):
     path = str(tmp_path / "p.db")
     store = SqliteStore(path, checkpoint_s=3600)
     ckpt = WalCheckpointer(path, interval=3600, restart_pages=100)
-    conn = sqlite3.connect(path, isolation_level=None, timeout=ckpt.RESTART_WAIT_S)
+    conn = ckpt.connect()
     _commit_singles(store, 100)
     reader = sqlite3.connect(path, isolation_level=None)
     reader.execute("BEGIN")
@@ -296,5 +295,21 @@ def test_restart_waits_briefly_for_a_reader_then_backs_off(tmp_path):
     assert sqlite3.connect(path).execute("SELECT COUNT(*) FROM predictions").fetchone()[0] == 201
     for c in (reader, conn):
         c.close()
+    ckpt.close()
+    store.close()
+
+
+def test_checkpointer_outlives_a_failed_round(tmp_path):
+    from serving.predlog import WalCheckpointer
+
+    path = tmp_path / "later" / "p.db"  # its folder does not exist yet: connecting fails
+    ckpt = WalCheckpointer(str(path), interval=0.02)
+    time.sleep(0.2)
+    assert ckpt.alive and ckpt.checkpoints == 0
+    store = SqliteStore(str(path))  # creates the folder and the database
+    deadline = time.monotonic() + 10
+    while ckpt.checkpoints == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert ckpt.checkpoints >= 1
     ckpt.close()
     store.close()
