@@ -36,6 +36,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlcycle.prediction_log import BATCHES, ROWS
+
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = 500_000  # rows/s, issue 5
 CHILD = """
@@ -432,13 +434,11 @@ def logged_rows(db: Path) -> tuple[int, str]:
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
     try:
         tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        single = con.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
+        single = con.execute(f"SELECT COUNT(*) FROM {ROWS}").fetchone()[0]
         parts = f"{single:,} in `predictions`"
         batched = 0
-        if "prediction_batches" in tables:
-            batched = con.execute(
-                "SELECT COALESCE(SUM(n_rows), 0) FROM prediction_batches"
-            ).fetchone()[0]
+        if BATCHES in tables:
+            batched = con.execute(f"SELECT COALESCE(SUM(n_rows), 0) FROM {BATCHES}").fetchone()[0]
             parts += f" + {batched:,} in `prediction_batches`"
         return single + batched, parts
     finally:

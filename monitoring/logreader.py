@@ -28,13 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlcycle.prediction_log import BATCH_FORMAT, BATCHES, ROWS, decode_batch, decode_inputs
 from monitoring.windows import Window
 
 log = logging.getLogger(__name__)
 
 _FETCH_CHUNK = 5_000  # rows per fetch while streaming
-BATCHES = "prediction_batches"
-BATCH_FORMAT = "arrow-ipc"
 
 
 class LogError(Exception):
@@ -103,7 +102,7 @@ def open_log(url: str) -> Any:
         )
     try:
         engine = sa.create_engine(url)
-        if not sa.inspect(engine).has_table("predictions"):
+        if not sa.inspect(engine).has_table(ROWS):
             raise LogError(f"the prediction log {_safe(url)} has no `predictions` table yet")
     except sa.exc.SQLAlchemyError as exc:
         raise LogError(
@@ -174,7 +173,7 @@ def _window_filter(
             params["t0"] = float(floor_ts)
         return _Filter(where, params, True)
     floor = conn.execute(
-        sa.text(f"SELECT id FROM predictions WHERE {where} ORDER BY id DESC LIMIT 1 OFFSET :o"),
+        sa.text(f"SELECT id FROM {ROWS} WHERE {where} ORDER BY id DESC LIMIT 1 OFFSET :o"),
         {**params, "o": int(window.last) - 1},
     ).scalar()
     if floor is not None:  # fewer rows than N: the whole log of the version is the window
@@ -202,7 +201,7 @@ def _newest_floor(conn: Any, where: str, params: dict, n: int) -> float | None:
     import sqlalchemy as sa
 
     sql = sa.text(
-        f"SELECT ts, 1 FROM predictions WHERE {where} "
+        f"SELECT ts, 1 FROM {ROWS} WHERE {where} "
         f"UNION ALL SELECT ts, n_rows FROM {BATCHES} WHERE {where} ORDER BY 1 DESC"
     )
     seen = 0
@@ -231,7 +230,7 @@ def _other_runs(
         "AND model_run_id IS NOT NULL AND model_run_id <> '' AND model_run_id <> :r"
     )
     params = {"m": model_name, "v": str(model_version), "r": run_id}
-    count = conn.execute(sa.text(f"SELECT COUNT(*) FROM predictions WHERE {where}"), params)
+    count = conn.execute(sa.text(f"SELECT COUNT(*) FROM {ROWS} WHERE {where}"), params)
     total = int(count.scalar())
     if batches:
         rows = conn.execute(
@@ -246,7 +245,7 @@ def window_stats(conn: Any, where: str, params: dict) -> tuple[int, float | None
     import sqlalchemy as sa
 
     row = conn.execute(
-        sa.text(f"SELECT COUNT(*), MIN(ts), MAX(ts) FROM predictions WHERE {where}"), params
+        sa.text(f"SELECT COUNT(*), MIN(ts), MAX(ts) FROM {ROWS} WHERE {where}"), params
     ).one()
     return int(row[0]), row[1], row[2]
 
@@ -337,7 +336,7 @@ def fetch_rows(conn: Any, where: str, params: dict) -> list[tuple[str, float, st
     """The `(inputs, prediction, model_run_id)` of the matching rows, streamed in chunks."""
     import sqlalchemy as sa
 
-    sql = sa.text(f"SELECT inputs, prediction, model_run_id FROM predictions WHERE {where}")
+    sql = sa.text(f"SELECT inputs, prediction, model_run_id FROM {ROWS} WHERE {where}")
     rows: list[tuple[str, float, str | None]] = []
     result = conn.execution_options(stream_results=True).execute(sql, params)
     for part in result.partitions(_FETCH_CHUNK):
@@ -355,58 +354,12 @@ def rows_to_frame(rows: list[tuple[str, float, str | None]], columns: list[str])
     Returns:
         A pandas DataFrame (object columns; types are set by the caller).
     """
-    import orjson
     import pandas as pd
 
-    parsed = []
-    for raw, _, _ in rows:
-        try:
-            record = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            record = None
-        parsed.append(record if isinstance(record, dict) else {})
+    parsed = [decode_inputs(raw) for raw, _, _ in rows]
     data = {c: [r.get(c) for r in parsed] for c in columns}
     data["prediction"] = [p for _, p, _ in rows]
     return pd.DataFrame(data)
-
-
-def decode_batch(data: bytes, columns: list[str], mask: Any = None) -> dict[str, Any]:
-    """The columns of one `prediction_batches` blob (an Arrow IPC stream) as numpy arrays.
-
-    Args:
-        data: the blob.
-        columns: the input columns to keep (absent ones become missing values).
-        mask: rows to keep (boolean array), or None for all.
-
-    Returns:
-        `{column: array}` for `columns` plus `prediction`: numbers as float64 (null -> NaN),
-        strings (dictionary-encoded categories too) as object arrays of str (null -> None),
-        the same values `rows_to_frame` gives for the same rows.
-    """
-    import numpy as np
-    import pyarrow as pa
-
-    table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
-    if mask is not None:
-        table = table.filter(pa.array(mask))
-    out = {}
-    for name in [*columns, "prediction"]:
-        if name in table.column_names:
-            out[name] = _to_numpy(table.column(name))
-        else:
-            out[name] = np.full(table.num_rows, None, dtype=object)
-    return out
-
-
-def _to_numpy(column: Any) -> Any:
-    import numpy as np
-    import pyarrow as pa
-
-    if pa.types.is_dictionary(column.type):
-        column = column.cast(column.type.value_type)
-    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
-        return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
-    return column.to_numpy(zero_copy_only=False)
 
 
 def fetch_batches(

@@ -10,12 +10,10 @@ blueprint (`serving.web.blueprint`, registered when that module exists) can reac
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import importlib.util
 import logging
 import os
-import threading
 import time
 from pathlib import Path
 
@@ -24,17 +22,18 @@ import orjson
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
+from mlcycle.prediction_log import build_batch, build_rows
 from serving import protocols
-from serving.errors import RequestError
+from serving.admission import Admission, drain
+from serving.errors import RequestError, Unavailable, internal_error_body
 from serving.metrics import get_metrics, render
 from serving.model import ModelService
-from serving.predlog import PredictionLog, build_batch, build_rows, open_store
+from serving.predlog import LogHooks, PredictionLog, open_store
 from serving.settings import Settings, get_settings
 from serving.watcher import ModelWatcher, ServingState, mlflow_loader, registry_resolver
 
 log = logging.getLogger(__name__)
 JSON = "application/json"
-_DRAIN_LIMIT = 1 << 30
 
 
 class Serving:
@@ -50,16 +49,7 @@ class Serving:
         self._run_dir = os.environ.get("MLCYCLE_RUN_DIR")
         self._expected_workers = int(os.environ.get("MLCYCLE_EXPECTED_WORKERS", "1"))
         if settings.log_predictions:
-            url = settings.prediction_log_url
-            sync, every = settings.log_sync, settings.log_checkpoint_s
-            self.predlog = PredictionLog(
-                lambda: open_store(url, sync, every),
-                settings.log_flush_rows,
-                on_commit=self.metrics.log_rows.inc,
-                on_failure=self.metrics.log_failures.inc,
-                mode=settings.log_mode,
-                group_wait_us=settings.log_group_wait_us,
-            )
+            self.predlog = _prediction_log(settings, self.metrics)
         if model_service is not None:
             self.on_swap(model_service, None)
             self.state.swap(model_service)
@@ -102,6 +92,20 @@ class Serving:
                 alive += 1
         return alive >= self._expected_workers
 
+    def log_ok(self) -> bool:
+        """Whether the prediction log takes writes (always, when logging is off)."""
+        return self.predlog is None or self.predlog.available
+
+    def live(self) -> tuple[bool, str | None]:
+        """(live, why not): false once requests have waited `liveness_stall_s` with no
+        prediction-log commit finishing (a stuck writer: let the orchestrator restart us)."""
+        if self.predlog is None:
+            return True, None
+        stalled = self.predlog.stalled_for()
+        if stalled > self.settings.liveness_stall_s:
+            return False, f"prediction log writer made no progress for {stalled:.0f} s"
+        return True, None
+
     def current(self) -> ModelService:
         """The model to score with; waits for the first load, then 503."""
         svc = self.state.service
@@ -118,6 +122,30 @@ class Serving:
             self.watcher.stop()
         if self.predlog:
             self.predlog.close()
+
+
+def _prediction_log(settings: Settings, metrics) -> PredictionLog:
+    """The worker's prediction-log writer, its metrics wired to `metrics`."""
+    url, sync, every = settings.prediction_log_url, settings.log_sync, settings.log_checkpoint_s
+    timeout = settings.log_timeout_s
+
+    def committed(rows: int, seconds: float) -> None:
+        metrics.log_rows.inc(rows)
+        metrics.log_commit_seconds.observe(seconds)
+
+    metrics.log_unavailable.set(0)
+    return PredictionLog(
+        lambda: open_store(url, sync, every, timeout),
+        settings.log_flush_rows,
+        group_wait_us=settings.log_group_wait_us,
+        wait_s=settings.log_wait_s,
+        hooks=LogHooks(
+            committed=committed,
+            failed=metrics.log_failures.inc,
+            withdrawn=metrics.log_withdrawn.inc,
+            availability=lambda ok: metrics.log_unavailable.set(0 if ok else 1),
+        ),
+    )
 
 
 def _configure_logging() -> None:
@@ -235,32 +263,37 @@ class _Req:
     def content_type(self) -> str | None:
         return self.environ.get("CONTENT_TYPE")
 
-    def body(self, limit: int) -> bytes:
+    @property
+    def length(self) -> int | None:
         raw = self.environ.get("CONTENT_LENGTH")
-        stream = self.environ["wsgi.input"]
         try:
-            length = int(raw) if raw else None
+            return int(raw) if raw else None
         except ValueError:
             raise RequestError("invalid Content-Length header") from None
+
+    def body(self, limit: int) -> bytes:
+        """The body, or a 413 past `limit` bytes (the caller drains what is left)."""
+        length = self.length
         if length is not None and length > limit:
-            _drain(stream, length)
             raise RequestError(
-                f"body of {length} bytes exceeds the limit of {limit} bytes", status=413
+                f"body of {length} bytes exceeds the limit of {limit} bytes "
+                "(MLCYCLE_MAX_BODY_BYTES)",
+                status=413,
             )
-        body = stream.read(limit + 1 if length is None else length)
+        body = self.environ["wsgi.input"].read(limit + 1 if length is None else length)
         if len(body) > limit:
-            raise RequestError(f"body exceeds the limit of {limit} bytes", status=413)
+            raise RequestError(
+                f"body exceeds the limit of {limit} bytes (MLCYCLE_MAX_BODY_BYTES)", status=413
+            )
+        self.environ["mlcycle.body_read"] = True
         return body
 
-
-def _drain(stream, length: int) -> None:
-    """Read and drop an oversized body so the client sees the 413, not a reset connection."""
-    left = min(length, _DRAIN_LIMIT)
-    while left > 0:
-        chunk = stream.read(min(left, 1 << 20))
-        if not chunk:
-            break
-        left -= len(chunk)
+    def drain(self, cap: int) -> bool:
+        """Drop an unread body (up to `cap` bytes); False when the connection must close."""
+        if self.environ.get("mlcycle.body_read"):
+            return True
+        self.environ["mlcycle.body_read"] = True
+        return drain(self.environ["wsgi.input"], self.length, cap)
 
 
 class Predictor:
@@ -271,9 +304,8 @@ class Predictor:
         self.settings = serving.settings
         self.metrics = serving.metrics
         self.threshold = serving.settings.threshold
-        # One large body at a time per worker: the GIL runs one at a time anyway, and each
-        # 16 MB JSON body turns into a few hundred MB of Python objects while it is parsed.
-        self._large = threading.Lock()
+        s = serving.settings
+        self.admission = Admission(s.max_in_flight, s.large_body_queue, s.large_body_wait_s)
 
     def handle(
         self, req: _Req, route: str, kind: str, version: str | None = None
@@ -284,67 +316,78 @@ class Predictor:
             (status, headers, JSON body).
         """
         started = time.perf_counter()
-        serving = self.serving
         rid = req.header("X-Request-ID") or os.urandom(16).hex()
-        svc = serving.state.service
         headers = {"X-Request-ID": rid}
+        svc = self.serving.state.service
         try:
-            _auth(self.settings, req)
-            body = req.body(self.settings.max_body_bytes)
-            svc = serving.current()
-            headers["X-Model-Version"] = svc.version
-            headers["X-Model-Name"] = svc.name
-            if version is not None and version != svc.version:
-                raise RequestError(
-                    f"version {version} is not loaded (serving {svc.version})",
-                    status=404,
-                    field="version",
-                )
-            large = len(body) >= self.settings.large_body_bytes
-            with self._large if large else contextlib.nullcontext():
-                payload = self._score(req, rid, svc, body, route, kind)
+            with self.admission.enter():
+                svc, payload = self._admitted(req, rid, headers, route, kind, version)
             status, out = 200, orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
         except RequestError as exc:
-            status, out = exc.status, orjson.dumps(exc.to_dict())
+            status, out = exc.status, orjson.dumps(exc.to_dict(rid))
+            headers.update(exc.headers)
         except Exception:
             log.exception("request %s on %s failed", rid, route)
-            status, out = (
-                500,
-                orjson.dumps(
-                    {"error_code": "INTERNAL_ERROR", "message": "internal error", "request_id": rid}
-                ),
-            )
+            status, out = 500, orjson.dumps(internal_error_body(rid))
+        if not req.drain(self.settings.drain_bytes):
+            headers["Connection"] = "close"
         self.metrics.observe_request(
             route, "POST", status, svc.version if svc else "none", time.perf_counter() - started
         )
         return status, headers, out
 
+    def _admitted(
+        self, req: _Req, rid: str, headers: dict, route: str, kind: str, version: str | None
+    ) -> tuple[ModelService, dict]:
+        """The admitted request: read, check, score, log; (the model used, the answer)."""
+        serving = self.serving
+        _auth(self.settings, req)
+        if not serving.log_ok():
+            raise Unavailable("prediction log unavailable; nothing can be recorded, retry")
+        body = req.body(self.settings.max_body_bytes)
+        svc = serving.current()
+        headers["X-Model-Version"] = svc.version
+        headers["X-Model-Name"] = svc.name
+        if version is not None and version != svc.version:
+            raise RequestError(
+                f"version {version} is not loaded (serving {svc.version})",
+                status=404,
+                field="version",
+            )
+        if len(body) < self.settings.large_body_bytes:
+            return svc, self._score(req, rid, svc, body, route, kind)
+        with self.admission.large():
+            return svc, self._score(req, rid, svc, body, route, kind)
+
     def _score(
         self, req: _Req, rid: str, svc: ModelService, body: bytes, route: str, kind: str
     ) -> dict:
-        batcher, predlog = svc.batcher, self.serving.predlog
-        if predlog is not None:
-            predlog.expect()  # lets a commit leader wait briefly for this request's rows
+        predlog = self.serving.predlog
+        # Announced early, so a commit (or batch) leader may wait briefly for these rows.
+        log_turn = predlog.expect() if predlog is not None else None
+        batch_turn = svc.batcher.expect() if svc.batcher is not None else None
         try:
-            if batcher is None:
-                columns, arrays, preds, extra = self._predict(req, rid, svc, body, route, kind)
-            else:
-                batcher.enter()  # lets a batch leader wait briefly for this request's rows
-                try:
-                    columns, arrays, preds, extra = self._predict(req, rid, svc, body, route, kind)
-                finally:
-                    batcher.leave()
+            columns, arrays, preds, extra = self._predict(
+                req, rid, svc, body, route, kind, batch_turn
+            )
             rows, batches = self._log_entries(rid, svc, columns, arrays, preds)
-        except BaseException:
             if predlog is not None:
-                predlog.withdraw()
-            raise
-        if predlog is not None and not predlog.write(rows, batches, expected=True):
-            raise RequestError("prediction log unavailable; nothing was recorded", status=503)
+                predlog.write(rows, batches, expected=log_turn)
+        finally:
+            for turn in (log_turn, batch_turn):
+                if turn is not None:
+                    turn.cancel()  # a no-op once the rows were handed over
         return self._answer(rid, svc, kind, preds, extra)
 
     def _predict(
-        self, req: _Req, rid: str, svc: ModelService, body: bytes, route: str, kind: str
+        self,
+        req: _Req,
+        rid: str,
+        svc: ModelService,
+        body: bytes,
+        route: str,
+        kind: str,
+        batch_turn=None,
     ) -> tuple[dict, dict, np.ndarray, object]:
         """Parse, validate and score: (raw columns, validated arrays, predictions, extra)."""
         try:
@@ -355,13 +398,19 @@ class Predictor:
                 columns, n, extra = protocols.parse_predict(body, req.content_type, svc.schema)
             else:
                 columns, n, extra = protocols.parse_v2(body, req.content_type, svc.schema)
+            if n > self.settings.max_rows:
+                raise RequestError(
+                    f"{n} rows exceed the limit of {self.settings.max_rows} rows per request "
+                    "(MLCYCLE_MAX_ROWS)",
+                    status=413,
+                )
             arrays = svc.schema.validate(columns, n)
         except RequestError:
             raise
         except Exception as exc:  # unexpected parsing trouble is still the input's fault
             log.warning("unparseable request %s on %s: %r", rid, route, exc)
             raise RequestError(f"could not read the request: {type(exc).__name__}") from None
-        return columns, arrays, svc.score(arrays, columns, n), extra
+        return columns, arrays, svc.score(arrays, columns, n, batch_turn), extra
 
     def _log_entries(
         self, rid: str, svc: ModelService, columns: dict, arrays: dict, preds: np.ndarray
@@ -489,8 +538,11 @@ def _register_ops_routes(app: Flask, serving: Serving) -> None:
 
     def ready_response(payload_ok: dict | None = None) -> Response:
         detail = serving.state.detail()
-        ok = serving.all_workers_ready()
+        log_ok = serving.log_ok()
+        ok = serving.all_workers_ready() and log_ok
         detail["ready"] = ok
+        if serving.predlog is not None:
+            detail["prediction_log"] = serving.predlog.health()
         return _json({**detail, **(payload_ok or {})}, 200 if ok else 503, _version_header(serving))
 
     @app.get("/ping")
@@ -509,7 +561,8 @@ def _register_ops_routes(app: Flask, serving: Serving) -> None:
 
     @app.get("/v2/health/live")
     def v2_live():
-        return _json({"live": True})
+        live, why = serving.live()
+        return _json({"live": live, **({"reason": why} if why else {})}, 200 if live else 503)
 
     @app.get("/v2/health/ready")
     def v2_ready():

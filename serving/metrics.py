@@ -66,6 +66,20 @@ class Metrics:
         self.log_failures = Counter(
             "mlcycle_prediction_log_write_failures", "Failed prediction-log group commits."
         )
+        self.log_commit_seconds = Histogram(
+            "mlcycle_prediction_log_commit_seconds",
+            "Prediction-log group commit latency in seconds (successful commits).",
+            buckets=LATENCY_BUCKETS,
+        )
+        self.log_withdrawn = Counter(
+            "mlcycle_prediction_log_withdrawn",
+            "Requests that gave up waiting for a prediction-log commit (answered 503, not stored).",
+        )
+        self.log_unavailable = Gauge(
+            "mlcycle_prediction_log_store_unavailable",
+            "1 while a worker's prediction-log store refuses writes.",
+            multiprocess_mode="livemax",
+        )
         self.cache_hits = Counter("mlcycle_cache_hits", "Prediction cache hits.")
         self.cache_misses = Counter("mlcycle_cache_misses", "Prediction cache misses.")
         self._children: dict[tuple, object] = {}

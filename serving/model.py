@@ -93,7 +93,9 @@ class ModelService:
             parts.append(_as_probabilities(self._fast(part)))
         return np.concatenate(parts)
 
-    def score(self, columns: dict[str, np.ndarray], raw: dict[str, list], n: int) -> np.ndarray:
+    def score(
+        self, columns: dict[str, np.ndarray], raw: dict[str, list], n: int, turn=None
+    ) -> np.ndarray:
         """Score `n` validated rows through the cache and the micro-batcher.
 
         Args:
@@ -101,6 +103,7 @@ class ModelService:
             raw: the same rows as plain Python values (the cache key).
             n: number of rows; requests of more than `cache_max_rows` rows skip the cache
                 (keying every row of a large batch costs more than its forward pass).
+            turn: the request's `MicroBatcher.expect()` announcement, if any.
 
         Returns:
             float64 probabilities, one per row.
@@ -110,29 +113,29 @@ class ModelService:
         """
         try:
             if self.cache is None or n > self.cache_max_rows:
-                return self._forward(columns, n)
-            return self._cached(columns, raw, n)
+                return self._forward(columns, n, turn)
+            return self._cached(columns, raw, n, turn)
         except ValueError as exc:  # the model's InputError is a ValueError
             raise RequestError(f"model rejected the input: {exc}") from None
 
-    def _forward(self, columns: dict[str, np.ndarray], n: int) -> np.ndarray:
+    def _forward(self, columns: dict[str, np.ndarray], n: int, turn=None) -> np.ndarray:
         if self.batcher is not None:
-            return self.batcher.submit(columns, n)
+            return self.batcher.submit(columns, n, turn)
         return self.predict_arrays(columns)
 
-    def _cached(self, columns: dict[str, np.ndarray], raw: dict[str, list], n: int):
+    def _cached(self, columns: dict[str, np.ndarray], raw: dict[str, list], n: int, turn=None):
         keys = list(zip(*(raw[c] for c in self.schema.names), strict=True))
         found = self.cache.get_many(keys)
         miss = [i for i, v in enumerate(found) if v is None]
         if not miss:
             return np.array(found, dtype=np.float64)
         if len(miss) == n:
-            preds = self._forward(columns, n)
+            preds = self._forward(columns, n, turn)
             self.cache.put_many(keys, preds)
             return preds
         idx = np.array(miss)
         sub = {k: v[idx] for k, v in columns.items()}
-        fresh = self._forward(sub, len(miss))
+        fresh = self._forward(sub, len(miss), turn)
         self.cache.put_many([keys[i] for i in miss], fresh)
         out = np.array([0.0 if v is None else v for v in found], dtype=np.float64)
         out[idx] = fresh

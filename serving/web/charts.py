@@ -14,6 +14,8 @@ from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
 
+from mlcycle.prediction_log import BATCHES, ROWS
+
 log = logging.getLogger(__name__)
 
 WIDTH, PANEL, GAP, LEFT, RIGHT, TOP = 760, 120, 36, 56, 16, 20
@@ -54,11 +56,11 @@ def hourly_volume(url: str, since: float) -> list[tuple[float, int]]:
         bucket = (
             "FLOOR(ts / 3600)" if engine.dialect.name != "sqlite" else "CAST(ts / 3600 AS INTEGER)"
         )
-        queries = [f"SELECT {bucket} AS h, COUNT(*) FROM predictions WHERE ts >= :since GROUP BY h"]
+        queries = [f"SELECT {bucket} AS h, COUNT(*) FROM {ROWS} WHERE ts >= :since GROUP BY h"]
         with engine.connect() as conn:
-            if inspect(conn).has_table("prediction_batches"):
+            if inspect(conn).has_table(BATCHES):
                 queries.append(
-                    f"SELECT {bucket} AS h, SUM(n_rows) FROM prediction_batches "
+                    f"SELECT {bucket} AS h, SUM(n_rows) FROM {BATCHES} "
                     "WHERE ts >= :since GROUP BY h"
                 )
             rows = [r for sql in queries for r in conn.execute(text(sql), {"since": since})]

@@ -16,15 +16,9 @@ Skipped, with the reason, when neither the URL nor the PostgreSQL binaries are a
 
 from __future__ import annotations
 
-import glob
 import json
 import math
 import os
-import pwd
-import shutil
-import socket
-import subprocess
-import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
@@ -32,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import postgres
 import pytest
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -48,73 +43,6 @@ class Databases:
     predictions: str
 
 
-# ---------------------------------------------------------------- the server
-
-
-def _pg_bin() -> Path | None:
-    found = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-        key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0,
-    )
-    if found:
-        return Path(found[-1]).parent
-    initdb = shutil.which("initdb")
-    return Path(initdb).parent if initdb else None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _as_cluster_owner(argv: list[str]) -> list[str]:
-    """Run as the `postgres` OS user when we are root (PostgreSQL refuses to run as root)."""
-    if os.geteuid() != 0:
-        return argv
-    return ["runuser", "-u", "postgres", "--", *argv]
-
-
-class _Cluster:
-    """A throwaway PostgreSQL cluster in a temporary folder, trust auth on 127.0.0.1."""
-
-    def __init__(self, bindir: Path) -> None:
-        self.bindir = bindir
-        self.root = Path(tempfile.mkdtemp(prefix="mlcycle-pg-"))
-        self.data = self.root / "data"
-        self.port = _free_port()
-        if os.geteuid() == 0:
-            owner = pwd.getpwnam("postgres")
-            os.chown(self.root, owner.pw_uid, owner.pw_gid)
-
-    def _run(self, *argv: str) -> None:
-        proc = subprocess.run(
-            _as_cluster_owner([str(self.bindir / argv[0]), *argv[1:]]),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(f"{argv[0]} failed: {proc.stdout[-1500:]}{proc.stderr[-1500:]}")
-
-    def start(self) -> str:
-        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres",
-                  "-E", "UTF8", "--locale=C", "--no-sync")  # fmt: skip
-        options = (
-            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        )
-        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l",
-                  str(self.root / "server.log"), "-w", "-t", "60", "start")  # fmt: skip
-        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/postgres"
-
-    def stop(self) -> None:
-        try:
-            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
-        finally:
-            shutil.rmtree(self.root, ignore_errors=True)
-
-
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
     """An admin SQLAlchemy URL of a running PostgreSQL server."""
@@ -122,19 +50,7 @@ def postgres_url() -> Iterator[str]:
     if url:
         yield url
         return
-    pytest.importorskip("psycopg2", reason="psycopg2 is needed (pip install -e '.[postgres]')")
-    bindir = _pg_bin()
-    if bindir is None:
-        pytest.skip(
-            "no PostgreSQL: set MLCYCLE_TEST_POSTGRES_URL or install the server "
-            "(Debian package `postgresql`, for initdb/pg_ctl)"
-        )
-    if os.geteuid() == 0:
-        try:
-            pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("running as root without a `postgres` OS user to own the test cluster")
-    cluster = _Cluster(bindir)
+    cluster = postgres.cluster_or_skip()
     try:
         yield cluster.start()
     finally:
@@ -238,7 +154,7 @@ def test_mlflow_tracking_and_registry_on_postgres(
 
 
 def _rows(request_id: str, n: int) -> list[tuple]:
-    from serving.predlog import build_rows
+    from mlcycle.prediction_log import build_rows
 
     names = ("age", "income", "home_ownership")
     columns = {
@@ -260,16 +176,14 @@ def test_prediction_log_on_postgres(databases: Databases) -> None:
     from serving.predlog import PredictionLog, open_store
 
     url = databases.predictions
-    writers = [
-        PredictionLog(lambda: open_store(url), max_rows=64, mode=mode)
-        for mode in ("inline", "thread")
-    ]
+    writers = [PredictionLog(lambda: open_store(url), max_rows=64) for _ in range(2)]
     acknowledged: list[bool] = []
 
     def client(writer: int, thread: int) -> None:
         for request in range(20):
             rows = _rows(f"w{writer}-t{thread}-r{request}", 5)
-            acknowledged.append(writers[writer].write(rows, timeout=30))
+            writers[writer].write(rows)
+            acknowledged.append(True)
 
     threads = [threading.Thread(target=client, args=(w, t)) for w in range(2) for t in range(2)]
     for thread in threads:
@@ -333,9 +247,10 @@ def test_prediction_batches_on_postgres_are_read_like_rows(databases: Databases)
     """A large request logged as one `prediction_batches` row (Arrow IPC in a bytea) by
     serving's PostgreSQL store is counted and read by monitoring like per-row rows, and counted
     by the web app's volume chart."""
+    from mlcycle.prediction_log import build_batch, build_rows
     from monitoring.logreader import read_window
     from monitoring.windows import Window
-    from serving.predlog import SqlAlchemyStore, build_batch, build_rows
+    from serving.predlog import SqlAlchemyStore
     from serving.web.charts import hourly_volume
 
     names = ("age", "income", "home_ownership")

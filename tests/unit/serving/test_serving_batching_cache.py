@@ -22,9 +22,9 @@ def _rows(n, seed=0):
     }
 
 
-def _score(svc, raw):
+def _score(svc, raw, turn=None):
     n = len(raw["age"])
-    return svc.score(svc.schema.validate(raw, n), raw, n)
+    return svc.score(svc.schema.validate(raw, n), raw, n, turn)
 
 
 def test_batching_and_cache_give_identical_results_under_concurrency():
@@ -36,11 +36,11 @@ def test_batching_and_cache_give_identical_results_under_concurrency():
 
     def worker(k):
         for i in range(k, len(requests), 8):
-            fancy.batcher.enter()
+            turn = fancy.batcher.expect()
             try:
-                got[i] = _score(fancy, requests[i])
+                got[i] = _score(fancy, requests[i], turn)
             finally:
-                fancy.batcher.leave()
+                turn.cancel()
 
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
     [t.start() for t in threads]
@@ -78,9 +78,7 @@ def test_lone_request_is_not_delayed():
     import time
 
     started = time.perf_counter()
-    batcher.enter()
-    batcher.submit({"x": np.array([1.0])}, 1)
-    batcher.leave()
+    batcher.submit({"x": np.array([1.0])}, 1, batcher.expect())
     assert time.perf_counter() - started < 0.05
 
 

@@ -1,4 +1,5 @@
-"""The prediction log: schema of Contract 2, group commit, durability across processes."""
+"""The prediction-log writer: Contract 2's tables, group commit, durability across processes,
+bounded waits and recovery when the store fails."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ import time
 import numpy as np
 import pytest
 
-from serving.predlog import PredictionLog, SqliteStore, build_batch, build_rows, open_store
+from mlcycle.prediction_log import build_batch, build_rows
+from serving.predlog import LogHooks, LogUnavailable, PredictionLog, SqliteStore, open_store
 
 
 class CountingStore(SqliteStore):
-    def __init__(self, path):
-        super().__init__(path)
+    def __init__(self, path, **kw):
+        super().__init__(path, **kw)
         self.commits = 0
 
     def write(self, rows, batches=()):
@@ -26,6 +28,11 @@ class CountingStore(SqliteStore):
 def _rows(rid, n=1):
     cols = {"a": np.arange(n, dtype=float), "b": np.array(["x"] * n, dtype=object)}
     return build_rows(rid, "m", "1", "run", ("a", "b"), cols, np.full(n, 0.25))
+
+
+def _ids(path) -> set[str]:
+    with sqlite3.connect(path) as conn:
+        return {r[0] for r in conn.execute("SELECT request_id FROM predictions")}
 
 
 def test_schema_matches_contract(tmp_path):
@@ -46,6 +53,9 @@ def test_schema_matches_contract(tmp_path):
     assert {"ix_predictions_model_ts", "ix_predictions_ts"} <= idx
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("SELECT inputs FROM predictions").fetchone()[0] == '{"a":0.0,"b":"x"}'
+    # `id` is SQLite's rowid (no AUTOINCREMENT: no sqlite_sequence write per commit)
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "sqlite_sequence" not in tables
 
 
 def test_missing_numbers_are_logged_as_null():
@@ -53,45 +63,51 @@ def test_missing_numbers_are_logged_as_null():
     assert rows[0][5] == '{"a":null}'
 
 
-@pytest.mark.parametrize("mode", ["inline", "thread"])
-def test_group_commit_under_concurrency(tmp_path, mode):
+def test_group_commit_under_concurrency(tmp_path):
     stores = []
 
     def factory():
         stores.append(CountingStore(str(tmp_path / "p.db")))
         return stores[-1]
 
-    log = PredictionLog(factory, mode=mode)
-    results = []
+    log = PredictionLog(factory)
+    errors = []
 
     def worker(k):
         for i in range(50):
-            results.append(log.write(_rows(f"{k}-{i}")))
+            try:
+                log.write(_rows(f"{k}-{i}"))
+            except LogUnavailable as exc:
+                errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
     [t.start() for t in threads]
     [t.join() for t in threads]
     log.close()
-    assert all(results) and len(results) == 400
-    count = sqlite3.connect(tmp_path / "p.db").execute("SELECT COUNT(*) FROM predictions")
-    assert count.fetchone()[0] == 400
+    assert not errors
+    assert len(_ids(tmp_path / "p.db")) == 400
     assert stores[0].commits < 400  # rows queued during a commit shared the next one
 
 
-def test_write_failure_is_reported_not_raised(tmp_path):
+def test_write_failure_is_a_503_and_counted(tmp_path):
     def broken():
         raise OSError("disk gone")
 
     failures = []
-    log = PredictionLog(broken, on_failure=lambda: failures.append(1))
-    assert log.write(_rows("r")) is False
+    log = PredictionLog(broken, probe_s=3600, hooks=LogHooks(failed=lambda: failures.append(1)))
+    with pytest.raises(LogUnavailable) as err:
+        log.write(_rows("r"))
+    assert err.value.status == 503 and err.value.headers == {"Retry-After": "1"}
+    assert failures == [1] and not log.available
+    with pytest.raises(LogUnavailable, match="disk gone"):  # refused at once while down
+        log.write(_rows("r2"))
     assert failures == [1]
 
 
 def _child(path, k):
     log = PredictionLog(lambda: open_store(f"sqlite:///{path}"))
     for i in range(100):
-        assert log.write(_rows(f"p{k}-{i}"))
+        log.write(_rows(f"p{k}-{i}"))
     log.close()
 
 
@@ -102,8 +118,7 @@ def test_several_processes_share_one_sqlite_file(tmp_path):
     [p.start() for p in procs]
     [p.join(60) for p in procs]
     assert [p.exitcode for p in procs] == [0, 0, 0]
-    n = sqlite3.connect(path).execute("SELECT COUNT(DISTINCT request_id) FROM predictions")
-    assert n.fetchone()[0] == 300
+    assert len(_ids(path)) == 300
 
 
 def test_batches_round_trip_through_arrow_with_nulls_and_categories(tmp_path):
@@ -136,11 +151,12 @@ def test_batches_round_trip_through_arrow_with_nulls_and_categories(tmp_path):
 def test_rows_and_batches_commit_together_and_count_as_rows(tmp_path):
     committed = []
     log = PredictionLog(
-        lambda: open_store(f"sqlite:///{tmp_path / 'p.db'}"), on_commit=committed.append
+        lambda: open_store(f"sqlite:///{tmp_path / 'p.db'}"),
+        hooks=LogHooks(committed=lambda rows, seconds: committed.append(rows)),
     )
     cols = {"a": np.arange(1000, dtype=float), "b": np.array(["x"] * 1000, dtype=object)}
     batch = build_batch("big", "m", "1", "run", ("a", "b"), cols, np.full(1000, 0.5))
-    assert log.write(_rows("small", 2), [batch])
+    log.write(_rows("small", 2), [batch])
     log.close()
     conn = sqlite3.connect(tmp_path / "p.db")
     assert conn.execute("SELECT COUNT(*) FROM predictions").fetchone() == (2,)
@@ -163,9 +179,9 @@ def _counting_log(tmp_path, wait_us):
 def test_lone_request_never_waits_for_a_group(tmp_path):
     log, _ = _counting_log(tmp_path, wait_us=2_000_000)  # a 2 s window, were it ever used
     log.write(_rows("warm"))
-    log.expect()
+    turn = log.expect()
     started = time.perf_counter()
-    assert log.write(_rows("lone"), expected=True)
+    log.write(_rows("lone"), expected=turn)
     assert time.perf_counter() - started < 0.5
 
 
@@ -173,38 +189,99 @@ def test_leader_waits_for_expected_requests_and_commits_them_together(tmp_path):
     log, stores = _counting_log(tmp_path, wait_us=2_000_000)
     log.write(_rows("warm"))
     before = stores[0].commits
-    log.expect()
-    log.expect()  # a second request is being scored
-    results = []
-    leader = threading.Thread(target=lambda: results.append(log.write(_rows("a"), expected=True)))
-    leader.start()
-    time.sleep(0.2)  # the leader is gathering: nothing committed yet
-    assert stores[0].commits == before and not results
-    assert log.write(_rows("b"), expected=True)
-    leader.join(5)
-    assert results == [True] and stores[0].commits == before + 1  # one commit for both
-
-
-def test_withdrawn_request_releases_the_leader(tmp_path):
-    log, stores = _counting_log(tmp_path, wait_us=10_000_000)
-    log.write(_rows("warm"))
-    log.expect()
-    log.expect()
+    first, second = log.expect(), log.expect()  # a second request is being scored
     done = threading.Event()
-    threading.Thread(target=lambda: (log.write(_rows("a"), expected=True), done.set())).start()
-    time.sleep(0.1)
-    log.withdraw()  # the other request failed validation: nothing of it is coming
+    leader = threading.Thread(target=lambda: (log.write(_rows("a"), expected=first), done.set()))
+    leader.start()
+    assert not done.wait(0.2)  # the leader is gathering: nothing committed yet
+    assert stores[0].commits == before
+    log.write(_rows("b"), expected=second)
+    leader.join(5)
+    assert done.is_set() and stores[0].commits == before + 1  # one commit for both
+
+
+def test_cancelled_request_releases_the_leader(tmp_path):
+    log, _ = _counting_log(tmp_path, wait_us=10_000_000)
+    log.write(_rows("warm"))
+    first, second = log.expect(), log.expect()
+    done = threading.Event()
+    threading.Thread(target=lambda: (log.write(_rows("a"), expected=first), done.set())).start()
+    assert not done.wait(0.1)
+    second.cancel()  # the other request failed validation: nothing of it is coming
     assert done.wait(2), "the leader still waited for a request that withdrew"
 
 
 def test_group_wait_is_bounded_when_an_expected_request_never_comes(tmp_path):
     log, _ = _counting_log(tmp_path, wait_us=100_000)
     log.write(_rows("warm"))
-    log.expect()
-    log.expect()  # never writes, never withdraws
+    first = log.expect()
+    log.expect()  # never writes, never cancels
     started = time.perf_counter()
-    assert log.write(_rows("a"), expected=True)
-    assert 0.09 < time.perf_counter() - started < 1.5
+    log.write(_rows("a"), expected=first)
+    assert time.perf_counter() - started >= 0.09
+
+
+def _hold_write_lock(path, seconds: float, ready, release) -> None:
+    """Another process's exclusive transaction on the log (a fault, not a mock)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("BEGIN EXCLUSIVE")
+    ready.set()
+    release.wait(seconds)
+    conn.execute("ROLLBACK")
+    conn.close()
+
+
+def _run_clients(client, phase: str, seconds: float, n: int = 4) -> None:
+    until = time.monotonic() + seconds
+    threads = [threading.Thread(target=client, args=(phase, k, until)) for k in range(n)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+
+
+def test_a_locked_store_gives_503s_within_the_wait_and_heals_without_restart(tmp_path):
+    """The wedge of issue 10: after another process's long lock, every request must succeed
+    again, and exactly the requests answered OK are stored."""
+    path = tmp_path / "p.db"
+    log = PredictionLog(
+        lambda: open_store(f"sqlite:///{path}", timeout_s=0.3), wait_s=0.5, probe_s=0.05
+    )
+    log.write(_rows("before"))
+    ctx = multiprocessing.get_context("spawn")
+    ready, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold_write_lock, args=(str(path), 30, ready, release))
+    holder.start()
+    assert ready.wait(30)
+    answered: dict[str, bool] = {}
+    lock = threading.Lock()
+
+    def client(phase: str, k: int, until: float) -> None:
+        i = 0
+        while time.monotonic() < until:
+            rid = f"{phase}{k}-{i}"
+            i += 1
+            started = time.monotonic()
+            try:
+                log.write(_rows(rid))
+                ok = True
+            except LogUnavailable:
+                ok = False
+            assert time.monotonic() - started < 2.0  # bounded: wait_s plus one store timeout
+            with lock:
+                answered[rid] = ok
+
+    _run_clients(client, "d", 1.5)
+    assert not any(answered.values()) and not log.available
+    release.set()
+    holder.join(10)
+    healed_at = time.monotonic() + 5
+    while not log.available and time.monotonic() < healed_at:
+        time.sleep(0.01)
+    assert log.available, "the log did not recover within 5 s of the lock's release"
+    _run_clients(client, "a", 0.5)
+    log.close()
+    ok = {rid for rid, good in answered.items() if good}
+    assert all(good for rid, good in answered.items() if rid.startswith("a")) and ok
+    assert _ids(path) - {"before"} == ok  # stored exactly the requests answered OK
 
 
 def _wal_frames(path) -> int:
@@ -256,7 +333,7 @@ def test_checkpointer_thread_copies_the_wal_into_the_file(tmp_path):
 
 
 def test_checkpointer_restarts_a_wal_that_keeps_growing(tmp_path):
-    from serving.predlog import WalCheckpointer
+    from serving.predlog.checkpoint import WalCheckpointer
 
     path = str(tmp_path / "p.db")
     store = SqliteStore(path, checkpoint_s=3600)
@@ -273,7 +350,7 @@ def test_checkpointer_restarts_a_wal_that_keeps_growing(tmp_path):
 
 
 def test_restart_waits_briefly_for_a_reader_then_backs_off(tmp_path):
-    from serving.predlog import WalCheckpointer
+    from serving.predlog.checkpoint import WalCheckpointer
 
     path = str(tmp_path / "p.db")
     store = SqliteStore(path, checkpoint_s=3600)
@@ -300,7 +377,7 @@ def test_restart_waits_briefly_for_a_reader_then_backs_off(tmp_path):
 
 
 def test_checkpointer_outlives_a_failed_round(tmp_path):
-    from serving.predlog import WalCheckpointer
+    from serving.predlog.checkpoint import WalCheckpointer
 
     path = tmp_path / "later" / "p.db"  # its folder does not exist yet: connecting fails
     ckpt = WalCheckpointer(str(path), interval=0.02)

@@ -185,7 +185,7 @@ def test_bad_input_is_a_documented_4xx(client, name, path, body, ctype, status, 
     if field is not None:
         assert err.get("field") == field, err
     predlog = client.application.extensions["mlcycle"].predlog
-    assert predlog.expected == 0, "a failed request left a commit leader waiting for its rows"
+    assert predlog.expected == 0, "a failed request left a leader waiting for its rows"
 
 
 def test_at_least_twenty_kinds():
