@@ -23,7 +23,8 @@ from mlcycle.prediction_log import BATCHES, ROWS
 
 @dataclass(frozen=True)
 class Answer:
-    """One request's fate: `status` 0 when no HTTP answer came (`error` says why)."""
+    """One request's fate: `status` 0 when no HTTP answer came; `error` says why (the body of
+    an answer other than 200)."""
 
     rid: str
     status: int
@@ -81,7 +82,8 @@ class Traffic:
                 r = session.post(
                     self.url, json=self.body, timeout=self.timeout, headers={"X-Request-ID": rid}
                 )
-                answer = Answer(rid, r.status_code, sent, time.monotonic(), "",
+                why = "" if r.status_code == 200 else r.text[:300]
+                answer = Answer(rid, r.status_code, sent, time.monotonic(), why,
                                 r.headers.get("Retry-After"))  # fmt: skip
             except requests.RequestException as exc:
                 answer = Answer(rid, 0, sent, time.monotonic(), type(exc).__name__)
