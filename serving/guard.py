@@ -214,7 +214,7 @@ def _per_row(hits: dict, n: int) -> tuple[list[int], list[tuple[str, ...]]]:
     for j, name in enumerate(names):
         mask[hits[name], j] = True
     rows = np.flatnonzero(mask.any(axis=1))
-    if len(names) >= 63:  # no bit pattern in an int64: name each row's columns one by one
+    if len(names) > 63:  # no bit pattern in an int64: name each row's columns one by one
         return rows.tolist(), [tuple(names[j] for j in np.flatnonzero(m)) for m in mask[rows]]
     # Rows share few combinations of columns: one bit per column, each combination named once.
     codes = mask[rows] @ (np.int64(1) << np.arange(len(names), dtype=np.int64))

@@ -301,3 +301,25 @@ def test_nan_and_infinity_literals_stay_malformed_json(flag_client):
         body = _records_body(b"1e999").replace(b'"age": 35', b'"age": ' + literal)
         resp = _post(flag_client, "/invocations", body, "r-lit")
         assert resp.status_code == 400 and "malformed JSON" in resp.get_json()["message"]
+
+
+def test_guard_settings_come_from_the_environment_and_bad_values_name_the_variable(monkeypatch):
+    from serving.settings import get_settings
+
+    monkeypatch.delenv("MLCYCLE_OUT_OF_RANGE", raising=False)
+    monkeypatch.delenv("MLCYCLE_OUT_OF_RANGE_MARGIN", raising=False)
+    defaults = get_settings()
+    assert (defaults.out_of_range, defaults.out_of_range_margin) == ("flag", 0.25)
+    monkeypatch.setenv("MLCYCLE_OUT_OF_RANGE", "Reject")
+    monkeypatch.setenv("MLCYCLE_OUT_OF_RANGE_MARGIN", "0")
+    assert (get_settings().out_of_range, get_settings().out_of_range_margin) == ("reject", 0.0)
+    for name, value in (
+        ("MLCYCLE_OUT_OF_RANGE", "warn"),
+        ("MLCYCLE_OUT_OF_RANGE_MARGIN", "-0.1"),
+        ("MLCYCLE_OUT_OF_RANGE_MARGIN", "wide"),
+        ("MLCYCLE_OUT_OF_RANGE_MARGIN", "inf"),
+    ):
+        with monkeypatch.context() as m:
+            m.setenv(name, value)
+            with pytest.raises(ValueError, match=name):
+                get_settings()
