@@ -2,7 +2,9 @@
 
 In: HTTP requests; the served `ModelService` (from the watcher, or passed in by tests).
 Out: JSON responses naming the model version (header `X-Model-Version`), one prediction-log
-row per scored row (committed before the response), Prometheus metrics.
+row per scored row (committed before the response), Prometheus metrics. Rows outside the
+version's training reference are flagged (`out_of_range`, header `X-Out-Of-Range`) or, with
+`MLCYCLE_OUT_OF_RANGE=reject`, refused with a 422 (`serving.guard`).
 `create_app()` builds everything lazily: no model loading, DB connection or tracking URI at
 import. The serving state lives in `app.extensions["mlcycle"]` (a `Serving`), so a web
 blueprint (`serving.web.blueprint`, registered when that module exists) can reach it.
@@ -26,6 +28,7 @@ from mlcycle.prediction_log import build_batch, build_rows
 from serving import protocols
 from serving.admission import Admission, drain
 from serving.errors import RequestError, Unavailable, internal_error_body
+from serving.guard import OutOfRange
 from serving.metrics import get_metrics, render
 from serving.model import ModelService
 from serving.predlog import LogHooks, PredictionLog, open_store
@@ -355,19 +358,31 @@ class Predictor:
                 field="version",
             )
         if len(body) < self.settings.large_body_bytes:
-            return svc, self._score(req, rid, svc, body, route, kind)
+            return svc, self._score(req, rid, svc, body, route, kind, headers)
         with self.admission.large():
-            return svc, self._score(req, rid, svc, body, route, kind)
+            return svc, self._score(req, rid, svc, body, route, kind, headers)
 
     def _score(
-        self, req: _Req, rid: str, svc: ModelService, body: bytes, route: str, kind: str
+        self,
+        req: _Req,
+        rid: str,
+        svc: ModelService,
+        body: bytes,
+        route: str,
+        kind: str,
+        headers: dict,
     ) -> dict:
+        """Score, log and answer; `X-Out-Of-Range` goes into `headers` when rows are flagged.
+
+        Nothing is logged for a request refused on the way (out of range in reject mode, an
+        unseen category, a non-finite model output).
+        """
         predlog = self.serving.predlog
         # Announced early, so a commit (or batch) leader may wait briefly for these rows.
         log_turn = predlog.expect() if predlog is not None else None
         batch_turn = svc.batcher.expect() if svc.batcher is not None else None
         try:
-            columns, arrays, preds, extra = self._predict(
+            columns, arrays, preds, extra, flags = self._predict(
                 req, rid, svc, body, route, kind, batch_turn
             )
             rows, batches = self._log_entries(rid, svc, columns, arrays, preds)
@@ -377,7 +392,9 @@ class Predictor:
             for turn in (log_turn, batch_turn):
                 if turn is not None:
                     turn.cancel()  # a no-op once the rows were handed over
-        return self._answer(rid, svc, kind, preds, extra)
+        if flags is not None:
+            headers["X-Out-Of-Range"] = ",".join(flags.counts)
+        return self._answer(rid, svc, kind, preds, extra, flags)
 
     def _predict(
         self,
@@ -388,8 +405,12 @@ class Predictor:
         route: str,
         kind: str,
         batch_turn=None,
-    ) -> tuple[dict, dict, np.ndarray, object]:
-        """Parse, validate and score: (raw columns, validated arrays, predictions, extra)."""
+    ) -> tuple[dict, dict, np.ndarray, object, OutOfRange | None]:
+        """Parse, validate, guard and score.
+
+        Returns:
+            (raw columns, validated arrays, predictions, extra, out-of-range flags or None).
+        """
         try:
             if kind == "invocations":
                 columns, n = protocols.parse_invocations(body, req.content_type, svc.schema)
@@ -410,7 +431,19 @@ class Predictor:
         except Exception as exc:  # unexpected parsing trouble is still the input's fault
             log.warning("unparseable request %s on %s: %r", rid, route, exc)
             raise RequestError(f"could not read the request: {type(exc).__name__}") from None
-        return columns, arrays, svc.score(arrays, columns, n, batch_turn), extra
+        flags = self._check_range(svc, arrays, n)
+        return columns, arrays, svc.score(arrays, columns, n, batch_turn), extra, flags
+
+    def _check_range(self, svc: ModelService, arrays: dict, n: int) -> OutOfRange | None:
+        """Count rows outside the training reference; refuse them (422) in reject mode, and
+        always for unseen categories, which the model cannot score."""
+        flags = svc.check_range(arrays, n)
+        if flags is None:
+            return None
+        self.metrics.observe_out_of_range(flags.counts)
+        if flags.unseen is not None or self.settings.out_of_range == "reject":
+            raise svc.guard.refusal(flags, arrays)
+        return flags
 
     def _log_entries(
         self, rid: str, svc: ModelService, columns: dict, arrays: dict, preds: np.ndarray
@@ -425,13 +458,26 @@ class Predictor:
             return [], [build_batch(rid, svc.name, svc.version, svc.run_id, names, arrays, preds)]
         return build_rows(rid, svc.name, svc.version, svc.run_id, names, columns, preds), []
 
-    def _answer(self, rid: str, svc: ModelService, kind: str, preds: np.ndarray, extra) -> dict:
+    def _answer(
+        self,
+        rid: str,
+        svc: ModelService,
+        kind: str,
+        preds: np.ndarray,
+        extra,
+        flags: OutOfRange | None,
+    ) -> dict:
+        """The response body; flagged rows are named only where each protocol has room:
+        `/invocations` top-level `out_of_range` and v2 `parameters.out_of_range` (both only
+        when some row is flagged), `/predict` an `out_of_range` list per row, always."""
         self.metrics.observe_scores(svc.version, preds)
         if kind == "invocations":
-            return {"predictions": preds}
+            if flags is None:
+                return {"predictions": preds}
+            return {"predictions": preds, "out_of_range": flags.listing()}
         if kind == "predict":
-            return self._predict_body(svc, preds, extra)
-        return {
+            return self._predict_body(svc, preds, extra, flags)
+        body = {
             "model_name": svc.name,
             "model_version": svc.version,
             "id": extra or rid,
@@ -439,17 +485,28 @@ class Predictor:
                 {"name": "probability", "datatype": "FP64", "shape": [len(preds)], "data": preds}
             ],
         }
+        if flags is not None:
+            body["parameters"] = {"out_of_range": flags.listing()}
+        return body
 
-    def _predict_body(self, svc: ModelService, preds: np.ndarray, single: bool) -> dict:
+    def _predict_body(
+        self, svc: ModelService, preds: np.ndarray, single: bool, flags: OutOfRange | None
+    ) -> dict:
         threshold = self.threshold
         decisions = (preds >= threshold).astype(np.int8)
         common = {"threshold": threshold, "model_name": svc.name, "model_version": svc.version}
         if single:
-            return {"probability": float(preds[0]), "decision": int(decisions[0]), **common}
+            return {
+                "probability": float(preds[0]),
+                "decision": int(decisions[0]),
+                "out_of_range": flags.columns[0] if flags is not None else (),
+                **common,
+            }
+        ranges = flags.by_row(len(preds)) if flags is not None else [()] * len(preds)
         return {
             "predictions": [
-                {"probability": p, "decision": d}
-                for p, d in zip(preds.tolist(), decisions.tolist(), strict=True)
+                {"probability": p, "decision": d, "out_of_range": r}
+                for p, d, r in zip(preds.tolist(), decisions.tolist(), ranges, strict=True)
             ],
             **common,
         }
@@ -479,6 +536,7 @@ _REASONS = {
     404: "404 Not Found",
     413: "413 Content Too Large",
     415: "415 Unsupported Media Type",
+    422: "422 Unprocessable Content",
     500: "500 Internal Server Error",
     503: "503 Service Unavailable",
 }

@@ -1,6 +1,7 @@
 """Prediction cache: an LRU from the canonical input row to its prediction.
 
-In: rows as tuples of validated values in schema order. Out: cached predictions or misses.
+In: rows as tuples of validated values in schema order. Out: cached predictions or misses,
+and each lookup's hit and miss counts to `on_lookup` (the serving metrics).
 One cache belongs to one loaded model version, so a model swap invalidates it by construction.
 """
 
@@ -8,13 +9,20 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 
 
 class PredictionCache:
-    """A thread-safe LRU of at most `size` rows; `hits`/`misses` count lookups."""
+    """A thread-safe LRU of at most `size` rows; `hits`/`misses` count looked-up rows.
 
-    def __init__(self, size: int) -> None:
+    Args:
+        size: most rows kept.
+        on_lookup: called once per `get_many` with (rows found, rows not found).
+    """
+
+    def __init__(self, size: int, on_lookup: Callable[[int, int], None] | None = None) -> None:
         self.size = size
+        self._on_lookup = on_lookup
         self._data: OrderedDict[tuple, float] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
@@ -30,9 +38,11 @@ class PredictionCache:
                 if v is not None:
                     data.move_to_end(k)
                 out.append(v)
-        hits = sum(v is not None for v in out)
+        hits = len(out) - out.count(None)
         self.hits += hits
         self.misses += len(out) - hits
+        if self._on_lookup is not None:
+            self._on_lookup(hits, len(out) - hits)
         return out
 
     def put_many(self, keys: list[tuple], values) -> None:

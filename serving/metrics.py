@@ -1,6 +1,7 @@
 """Prometheus metrics of the serving stage (names per Contract 3), multiprocess-safe.
 
-In: calls from the app (requests, scores, model swaps, log commits).
+In: calls from the app (requests, scores, model swaps, log commits, out-of-range rows) and
+from the prediction cache (hits and misses).
 Out: `render(reports_dir)` -> the `/metrics` text: all workers' series when the launcher set
 `PROMETHEUS_MULTIPROC_DIR` (prometheus multiprocess mode), this process's otherwise, followed
 by `<reports dir>/drift.prom` when the monitoring job has written it.
@@ -82,6 +83,12 @@ class Metrics:
         )
         self.cache_hits = Counter("mlcycle_cache_hits", "Prediction cache hits.")
         self.cache_misses = Counter("mlcycle_cache_misses", "Prediction cache misses.")
+        self.out_of_range = Counter(
+            "mlcycle_out_of_range_rows",
+            "Request rows outside the training reference (range with margin, or an unseen "
+            "category), per column; flagged and refused rows alike.",
+            ["column"],
+        )
         self._children: dict[tuple, object] = {}
 
     def observe_request(
@@ -115,6 +122,21 @@ class Metrics:
             if c:
                 child._buckets[i].inc(c)
         child._sum.inc(float(scores.sum()))
+
+    def observe_cache(self, hits: int, misses: int) -> None:
+        """Count one request's prediction-cache lookups (rows found, rows not found)."""
+        if hits:
+            self.cache_hits.inc(hits)
+        if misses:
+            self.cache_misses.inc(misses)
+
+    def observe_out_of_range(self, counts: dict[str, int]) -> None:
+        """Count one request's out-of-range rows per column."""
+        for column, rows in counts.items():
+            child = self._children.get(("range", column))
+            if child is None:
+                child = self._children[("range", column)] = self.out_of_range.labels(column)
+            child.inc(rows)
 
     def set_model(
         self, name: str, version: str, run_id: str, previous: tuple[str, str, str] | None

@@ -2,24 +2,28 @@
 
 In: a loaded model (an `mlflow.pyfunc.PyFuncModel`, or any object with `predict_columns` and
 `spec`, e.g. a tiny stub in tests) plus its registry name, version and run id.
-Out: `ModelService.score(columns, n)` -> float64 probabilities, one per row. Uses the model's
-`predict_columns` fast path when it has one (no pandas) and falls back to `predict` on a
-DataFrame for generic pyfunc models.
+Out: `ModelService.score(columns, n)` -> float64 probabilities, one per row, all finite (a
+non-finite one is a 422); `ModelService.check_range(columns, n)` -> the rows outside the
+version's training reference (`serving.guard`). Uses the model's `predict_columns` fast path
+when it has one (no pandas) and falls back to `predict` on a DataFrame for generic pyfunc models.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 
 from serving.batching import MicroBatcher
 from serving.cache import PredictionCache
 from serving.errors import RequestError
+from serving.guard import MARGIN, OutOfRange, RangeGuard
 from serving.schema import Schema
 
 log = logging.getLogger(__name__)
 CHUNK_ROWS = 8192  # large batches go through the network in slices that stay in CPU cache
+_SHOWN_ROWS = 10  # rows named in a non-finite-output error
 
 
 def _python_model(model):
@@ -49,6 +53,7 @@ class ModelService:
         max_wait_us: int = 500,
         cache_size: int = 0,
         cache_max_rows: int = 256,
+        range_margin: float = MARGIN,
     ) -> None:
         self.model = model
         self.name = name
@@ -65,18 +70,25 @@ class ModelService:
         if schema is None:
             raise ValueError(f"{self.label} has neither a spec nor a column signature")
         self.schema = schema
+        self.guard = RangeGuard.from_spec(self.spec, range_margin)
         self.batcher = (
             MicroBatcher(self.predict_arrays, max_batch, max_wait_us) if batching else None
         )
-        self.cache = PredictionCache(cache_size) if cache_size > 0 else None
+        self.cache = _cache(cache_size) if cache_size > 0 else None
         self.cache_max_rows = cache_max_rows
 
     def predict_arrays(self, columns: dict[str, np.ndarray]) -> np.ndarray:
         """One forward pass over validated columns (no batching, no cache).
 
         Batches of more than `CHUNK_ROWS` rows are scored slice by slice: the hidden layer of
-        a whole 50k-row batch (25 MB) falls out of cache and costs ~4x more per row.
+        a whole 50k-row batch (25 MB) falls out of cache and costs ~4x more per row. Extreme
+        inputs may overflow inside the network: no numpy warning is printed for that, the
+        non-finite result is refused by `score`.
         """
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return self._predict_arrays(columns)
+
+    def _predict_arrays(self, columns: dict[str, np.ndarray]) -> np.ndarray:
         if self._fast is None:
             import pandas as pd
 
@@ -106,17 +118,25 @@ class ModelService:
             turn: the request's `MicroBatcher.expect()` announcement, if any.
 
         Returns:
-            float64 probabilities, one per row.
+            float64 probabilities, one per row, all finite.
 
         Raises:
-            RequestError: when the model itself rejects the input (e.g. its `InputError`).
+            RequestError: 400 when the model itself rejects the input (e.g. its
+                `InputError`); 422 naming the rows when it gives a non-finite probability.
         """
         try:
             if self.cache is None or n > self.cache_max_rows:
-                return self._forward(columns, n, turn)
-            return self._cached(columns, raw, n, turn)
+                preds = self._forward(columns, n, turn)
+            else:
+                preds = self._cached(columns, raw, n, turn)
         except ValueError as exc:  # the model's InputError is a ValueError
             raise RequestError(f"model rejected the input: {exc}") from None
+        _check_finite(preds)
+        return preds
+
+    def check_range(self, columns: dict[str, np.ndarray], n: int) -> OutOfRange | None:
+        """The rows of validated columns outside this version's training reference, or None."""
+        return self.guard.check(columns, n)
 
     def _forward(self, columns: dict[str, np.ndarray], n: int, turn=None) -> np.ndarray:
         if self.batcher is not None:
@@ -172,6 +192,30 @@ class ModelService:
             "inputs": inputs,
             "outputs": [{"name": "probability", "datatype": "FP64", "shape": [-1]}],
         }
+
+
+def _cache(size: int) -> PredictionCache:
+    from serving.metrics import get_metrics
+
+    return PredictionCache(size, on_lookup=get_metrics().observe_cache)
+
+
+def _check_finite(preds: np.ndarray) -> None:
+    """Refuse a batch whose probabilities are not all finite (JSON would show them as null)."""
+    if len(preds) <= 8:
+        if all(map(math.isfinite, preds.tolist())):
+            return
+    elif np.isfinite(preds).all():
+        return
+    rows = np.flatnonzero(~np.isfinite(preds))
+    shown = rows[:_SHOWN_ROWS].tolist()
+    more = ", ..." if len(rows) > _SHOWN_ROWS else ""
+    raise RequestError(
+        f"the model gave no finite probability for {len(rows)} row(s) "
+        f"(rows {str(shown)[1:-1]}{more}): the inputs are beyond what it can score",
+        422,
+        detail={"rows": shown, "count": len(rows)},
+    )
 
 
 def _as_probabilities(out) -> np.ndarray:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import operator
 import re
 
@@ -50,6 +51,24 @@ def loads(body: bytes):
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        if "infinity" not in str(exc):
+            raise RequestError(f"malformed JSON: {exc}") from None
+    return _loads_with_infinities(body)
+
+
+def _loads_with_infinities(body: bytes):
+    """Parse JSON holding a number too large for a double (`1e999`) with the standard library,
+    which reads it as infinity, so the validator can answer 400 naming its column.
+
+    Only bodies orjson refused for that reason come here (at most ~1.5x orjson's time).
+    """
+
+    def no_constants(name: str):
+        raise RequestError(f"malformed JSON: {name} is not a JSON value")
+
+    try:
+        return json.loads(body, parse_constant=no_constants)
+    except ValueError as exc:
         raise RequestError(f"malformed JSON: {exc}") from None
 
 

@@ -6,10 +6,13 @@ Out: one frozen `Settings` object used by the app factory, the launcher and the 
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 
 from mlcycle import config
+
+OUT_OF_RANGE_MODES = ("flag", "reject")
 
 
 def _env(name: str, default: str) -> str:
@@ -19,6 +22,24 @@ def _env(name: str, default: str) -> str:
 
 def _bool(name: str, default: bool) -> bool:
     return _env(name, str(default)).strip().lower() in ("1", "true", "yes", "on")
+
+
+def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = _env(name, default).strip().lower()
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+    return value
+
+
+def _margin(name: str, default: str) -> float:
+    text = _env(name, default)
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < math.inf:
+        raise ValueError(f"{name} must be a number >= 0 (share of the training span); got {text!r}")
+    return value
 
 
 def _keys(name: str) -> tuple[str, ...]:
@@ -65,6 +86,8 @@ class Settings:
     threads: int = 4
     start_watcher: bool = True
     fast_path: bool = True
+    out_of_range: str = "flag"
+    out_of_range_margin: float = 0.25
 
 
 def get_settings() -> Settings:
@@ -72,6 +95,10 @@ def get_settings() -> Settings:
 
     Returns:
         The settings; unset variables take the documented defaults.
+
+    Raises:
+        ValueError: naming the variable, for a bad `MLCYCLE_OUT_OF_RANGE` (flag|reject) or
+            `MLCYCLE_OUT_OF_RANGE_MARGIN` (a number >= 0).
     """
     state = config.state_dir()
     return Settings(
@@ -112,4 +139,6 @@ def get_settings() -> Settings:
         threads=int(_env("MLCYCLE_THREADS", "4")),
         start_watcher=_bool("MLCYCLE_START_WATCHER", True),
         fast_path=_bool("MLCYCLE_FAST_PATH", True),
+        out_of_range=_choice("MLCYCLE_OUT_OF_RANGE", "flag", OUT_OF_RANGE_MODES),
+        out_of_range_margin=_margin("MLCYCLE_OUT_OF_RANGE_MARGIN", "0.25"),
     )

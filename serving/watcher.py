@@ -282,6 +282,7 @@ def mlflow_loader(settings: Settings) -> Loader:
             max_wait_us=settings.max_wait_us,
             cache_size=settings.cache_size if settings.cache else 0,
             cache_max_rows=settings.cache_max_rows,
+            range_margin=settings.out_of_range_margin,
         )
 
     return load

@@ -4,6 +4,8 @@ In: the spec of Contract 1 (`numeric` columns with `min`/`max`/`median`/`dtype`,
 columns with `categories`) or, for a model without one, its MLflow column signature.
 Out: a list of `Field`s the template renders as `<input name=...>` / `<select name=...>`, with
 ranges and defaults taken from the training reference so the untouched form is a typical row.
+Ranges are shown, not enforced by the browser: the server scores a value outside its column's
+range and flags it (`out_of_range`), which the page shows next to the probability.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ class Field:
         name: the model column (also the control's `name`).
         kind: "number" (`<input type=number>`), "select" or "text" (no spec: free text).
         required: False when the model imputes a missing value.
-        min, max, step, default: attribute values as strings ("" = leave out).
+        min, max: the training range as strings ("" = none), shown beside the input.
+        step, default: attribute values as strings ("" = leave out).
         options: the categories of a select.
     """
 

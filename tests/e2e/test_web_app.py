@@ -146,7 +146,7 @@ def test_predict_form_shows_the_api_probability(site, page):
     for col in cols:
         assert page.locator(f'[name="{col}"]').count() == 1, f"no form control for {col}"
     numeric = page.locator("#predict-form input[type=number]").first
-    numeric.fill(numeric.get_attribute("max") or "1")
+    numeric.fill(numeric.get_attribute("data-max") or "1")
     page.locator("#predict-form button[type=submit]").click()
     page.locator("#predict-result").wait_for(state="visible")
     shown = page.inner_text("#r-probability")
@@ -180,6 +180,30 @@ def test_predict_form_shows_the_api_probability(site, page):
     assert column in page.inner_text("#predict-error")
     assert page.locator("#predict-error b").count() == 0  # shown as text, not markup
     page.screenshot(path=str(SHOTS / "predict-error.png"), full_page=True)
+
+
+def test_predict_form_flags_a_value_outside_the_training_range(site, page):
+    from playwright.sync_api import expect
+
+    page.goto(site["url"] + "/ui/predict")
+    field = page.locator("#predict-form input[data-min][data-max]").first
+    name = field.get_attribute("name")
+    low, high = field.get_attribute("data-min"), field.get_attribute("data-max")
+    far = float(high) + 2 * (float(high) - float(low)) + 1  # beyond the 25% margin
+    field.fill(str(round(far)))
+    page.locator("#predict-form button[type=submit]").click()
+    page.locator("#predict-result").wait_for(state="visible")
+    expect(page.locator("#r-range")).to_have_text(
+        f"outside: {name} (training range {low} – {high})"
+    )
+    assert "out-of-range" in field.get_attribute("class")
+    assert float(page.get_attribute("#r-probability", "data-value")) >= 0
+    page.screenshot(path=str(SHOTS / "predict-out-of-range.png"), full_page=True)
+
+    field.fill(high)  # the training maximum itself is inside
+    page.locator("#predict-form button[type=submit]").click()
+    expect(page.locator("#r-range")).to_have_text("every input inside the training range")
+    assert "out-of-range" not in (field.get_attribute("class") or "")
 
 
 def test_csv_upload_scores_every_row_and_downloads(site, page, tmp_path):

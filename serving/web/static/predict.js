@@ -1,4 +1,5 @@
-/* Predict page: the form posts one JSON row to /predict; the CSV form posts text/csv to
+/* Predict page: the form posts one JSON row to /predict and shows the probability with the
+   fields the server flagged as outside the training range; the CSV form posts text/csv to
    /invocations and offers the input with probability/decision columns appended. */
 "use strict";
 
@@ -14,11 +15,30 @@
     for (const el of form.elements) {
       if (!el.name) continue;
       el.removeAttribute("aria-invalid");
+      el.classList.remove("out-of-range");
       const value = el.value.trim();
       if (el.dataset.kind === "number") out[el.name] = value === "" ? null : Number(value);
       else out[el.name] = value === "" ? null : value;
     }
     return out;
+  }
+
+  /* The fields outside the training range (the server's `out_of_range`), each with its range. */
+  function showRange(columns) {
+    const box = document.getElementById("r-range");
+    box.classList.toggle("flag", columns.length > 0);
+    if (!columns.length) {
+      box.textContent = "every input inside the training range";
+      return;
+    }
+    const parts = columns.map((name) => {
+      const el = form.elements.namedItem(name);
+      if (!el || !el.dataset) return name;
+      el.classList.add("out-of-range");
+      const { min, max } = el.dataset;
+      return min !== undefined && max !== undefined ? `${name} (training range ${min} – ${max})` : name;
+    });
+    box.textContent = `outside: ${parts.join(", ")}`;
   }
 
   form.addEventListener("submit", async (event) => {
@@ -48,6 +68,7 @@
     const p = document.getElementById("r-probability");
     p.textContent = body.probability.toFixed(4);
     p.dataset.value = String(body.probability);
+    showRange(Array.isArray(body.out_of_range) ? body.out_of_range : []);
     document.getElementById("r-decision").textContent =
       body.decision === 1 ? `1 (default: probability ≥ ${body.threshold})` : `0 (no default: probability < ${body.threshold})`;
     document.getElementById("r-version").textContent = `${body.model_name} v${body.model_version}`;

@@ -128,7 +128,7 @@ LARGE_CASES = [
     ("string in a number column", "dataframe_records", ("age", "forty"), 400, "age", "number"),
     ("bool in a number column", "inputs", ("income", True), 400, "income", "number"),
     ("list in a number column", "dataframe_split", ("income", [1, 2]), 400, "income", "number"),
-    ("unknown category", "inputs", ("home", "CASTLE"), 400, "home", "unknown category"),
+    ("unknown category", "inputs", ("home", "CASTLE"), 422, "home", "never seen in training"),
     ("number as category", "dataframe_split", ("home", 7), 400, "home", "string"),
     ("object as category", "instances", ("home", {"a": 1}), 400, "home", "string"),
     ("missing not allowed", "dataframe_records", ("purpose", None), 400, "purpose", "missing"),

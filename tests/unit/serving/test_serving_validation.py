@@ -57,7 +57,7 @@ CASES = [
         b'{"dataframe_records": [{"age": 1e400, "income": 1.0, "home": "OWN", "purpose": "car"}]}',
         JSON,
         400,
-        None,
+        "age",
     ),
     (
         "missing where not allowed",
@@ -72,7 +72,7 @@ CASES = [
         "/invocations",
         {"dataframe_records": [_rec(home="CASTLE")]},
         JSON,
-        400,
+        422,
         "home",
     ),
     (
