@@ -81,7 +81,7 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def wrk(url: str, body_file: Path, conns: int, seconds: int) -> dict:
-    """Run wrk once; returns req/s, p50/p99 in ms and the error count."""
+    """Run wrk once; returns req/s, p50/p99 in ms, the error count and the requests answered."""
     script = body_file.with_suffix(".lua")
     script.write_text(
         'wrk.method="POST"\nwrk.headers["Content-Type"]="application/json"\n'
@@ -106,7 +106,14 @@ def wrk(url: str, body_file: Path, conns: int, seconds: int) -> dict:
     errors = sum(int(x) for x in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     errors += sum(int(x) for x in sock.groups()) if sock else 0
-    return {"rps": rps, "p50": _ms(out, "50%"), "p99": _ms(out, "99%"), "errors": errors}
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    return {
+        "rps": rps,
+        "p50": _ms(out, "50%"),
+        "p99": _ms(out, "99%"),
+        "errors": errors,
+        "requests": total,
+    }
 
 
 def _ms(text: str, label: str) -> float:

@@ -1,0 +1,134 @@
+"""Soak: `mlcycle serve` held at its measured capacity for a bounded time, minute by minute.
+
+In: a fresh tiny trained model in a temporary MLflow store (or `--tracking-uri` holding
+`credit-risk@production`); `wrk` on PATH. Out: per minute, req/s, p50/p99, errors (non-2xx and
+socket errors) and the server's resident memory (every process of its tree), then the rows in
+the prediction log against the requests answered, on stdout and in the `soak` section of
+docs/benchmarks.md. Loopback only; `--minutes` bounds it (default 5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib.util
+import json
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@functools.cache
+def _module(name: str):
+    """A sibling benchmark script as a module (its server and wrk helpers are shared)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / f"benchmarks/{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _body(root: Path) -> Path:
+    import mlflow
+    import pandas as pd
+
+    local = mlflow.artifacts.download_artifacts("models:/credit-risk@production")
+    ex = pd.DataFrame(mlflow.models.Model.load(local).load_input_example(local)).head(1)
+    body = root / "body.json"
+    body.write_text(json.dumps({"dataframe_records": json.loads(ex.to_json(orient="records"))}))
+    return body
+
+
+def _logged_rows(db: Path) -> int:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
+
+
+def soak(root: Path, minutes: int, conns: int) -> tuple[list[dict], dict]:
+    """Run the soak; returns the per-minute figures and the totals."""
+    bench, scoring = _module("serving"), _module("scoring")
+    body = _body(root)
+    mlcycle = str(Path(bench.sys.executable).parent / "mlcycle")
+    server = scoring.ServerTree(
+        "mlcycle", [mlcycle, "serve", "--port", "{port}"], bench.server_env(root),
+        root / "server.log", root,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{server.port}"
+    try:
+        server.wait_ready("/v2/health/ready", 180)
+        for _ in range(50):  # warm every worker
+            requests.post(url + "/invocations", data=body.read_bytes(), timeout=30,
+                          headers={"Content-Type": "application/json"})  # fmt: skip
+        start_mb, minutes_out = server.memory_mb("VmRSS"), []
+        for minute in range(1, minutes + 1):
+            r = bench.wrk(url, body, conns, 60)
+            r.update(minute=minute, rss_mb=server.memory_mb("VmRSS"))
+            print(
+                f"minute {minute}: {r['rps']:,.0f} req/s  p50 {r['p50']:.2f} ms  "
+                f"p99 {r['p99']:.2f} ms  errors {r['errors']}  RSS {r['rss_mb']:.0f} MB",
+                flush=True,
+            )
+            minutes_out.append(r)
+        time.sleep(1)
+        totals = {"start_mb": start_mb, "rows": _logged_rows(root / "pred.db")}
+    finally:
+        server.stop()
+    return minutes_out, totals
+
+
+def summarize(runs: list[dict], totals: dict, conns: int) -> str:
+    """The `soak` section of docs/benchmarks.md."""
+    lines = [
+        f"{len(runs)} minutes at {conns} connections (the serving benchmark's capacity point), "
+        "one-row `/invocations`, default layout; run "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        "",
+        "| minute | req/s | p50 ms | p99 ms | errors | server RSS MB |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['minute']} | {r['rps']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['errors']} | "
+        f"{r['rss_mb']:.0f} |"
+        for r in runs
+    ]
+    served = sum(r["requests"] - r["errors"] for r in runs)
+    lines += [
+        "",
+        f"- Server RSS at the start {totals['start_mb']:.0f} MB, at the end "
+        f"{runs[-1]['rss_mb']:.0f} MB.",
+        f"- Errors: {sum(r['errors'] for r in runs)}. Rows in the prediction log "
+        f"{totals['rows']:,} for {served:,} answered requests counted by wrk (plus the warm-up's "
+        "50 and those in flight when each minute's wrk stopped, which it does not count).",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=int, default=5, help="minutes of load (bounded)")
+    parser.add_argument("--connections", type=int, default=8, help="wrk connections")
+    parser.add_argument("--tracking-uri", help="use this store (no training)")
+    parser.add_argument("--no-write", action="store_true", help="do not touch docs/")
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="mlcycle-soak-"))
+    bench = _module("serving")
+    if args.tracking_uri:
+        import mlflow
+
+        bench.os.environ["MLFLOW_TRACKING_URI"] = args.tracking_uri
+        mlflow.set_tracking_uri(args.tracking_uri)
+    else:
+        bench.train_store(root)
+    runs, totals = soak(root, args.minutes, args.connections)
+    text = summarize(runs, totals, args.connections)
+    print(text)
+    if not args.no_write:
+        bench.write_section(ROOT / "docs/benchmarks.md", "soak", text)
+
+
+if __name__ == "__main__":
+    main()
