@@ -6,6 +6,7 @@ Out: one frozen `Settings` object used by the app factory, the launcher and the 
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -23,6 +24,27 @@ def _bool(name: str, default: bool) -> bool:
 
 def _keys(name: str) -> tuple[str, ...]:
     return tuple(k.strip() for k in os.environ.get(name, "").split(",") if k.strip())
+
+
+class SettingsError(ValueError):
+    """A `MLCYCLE_*` variable holds a value serving cannot use; the message names it."""
+
+
+def _seconds(name: str, default: float, minimum: float = 0.0) -> float:
+    raw = _env(name, str(default))
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, not {raw!r}") from None
+    if not math.isfinite(value) or value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum:g} seconds, not {raw!r}")
+    return value
+
+
+# Time the launcher keeps after granian's own deadline for stuck workers, to kill them itself.
+SHUTDOWN_SLACK_S = 2.0
+# Requests in flight when the server stops accepting get at least this long to finish.
+MIN_DRAIN_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -58,6 +80,16 @@ class Settings:
     threads: int = 4
     start_watcher: bool = True
     fast_path: bool = True
+    load_retry_min_s: float = 1.0
+    load_retry_max_s: float = 60.0
+    shutdown_delay_s: float = 0.0
+    shutdown_grace_s: float = 20.0
+
+
+def drain_s(delay_s: float, grace_s: float) -> float:
+    """How long requests in flight may take once the server stops accepting: what is left of
+    the grace period after the delay and the launcher's slack."""
+    return grace_s - delay_s - SHUTDOWN_SLACK_S
 
 
 def get_settings() -> Settings:
@@ -65,9 +97,12 @@ def get_settings() -> Settings:
 
     Returns:
         The settings; unset variables take the documented defaults.
+
+    Raises:
+        SettingsError: a variable holds a value that cannot work (the message names it).
     """
     state = config.state_dir()
-    return Settings(
+    settings = Settings(
         model_name=_env("MLCYCLE_MODEL_NAME", "credit-risk"),
         model_alias=_env("MLCYCLE_MODEL_ALIAS", _env("MLCYCLE_MODEL_STAGE", "production")).lower(),
         model_uri=os.environ.get("MLCYCLE_MODEL_URI") or None,
@@ -98,4 +133,26 @@ def get_settings() -> Settings:
         threads=int(_env("MLCYCLE_THREADS", "4")),
         start_watcher=_bool("MLCYCLE_START_WATCHER", True),
         fast_path=_bool("MLCYCLE_FAST_PATH", True),
+        load_retry_min_s=_seconds("MLCYCLE_LOAD_RETRY_MIN_S", 1.0, minimum=0.01),
+        load_retry_max_s=_seconds("MLCYCLE_LOAD_RETRY_MAX_S", 60.0, minimum=0.01),
+        shutdown_delay_s=_seconds("MLCYCLE_SHUTDOWN_DELAY_S", 0.0),
+        shutdown_grace_s=_seconds("MLCYCLE_SHUTDOWN_GRACE_S", 20.0),
     )
+    _check(settings)
+    return settings
+
+
+def _check(settings: Settings) -> None:
+    """Refuse combinations of values that cannot work together."""
+    if settings.load_retry_max_s < settings.load_retry_min_s:
+        raise SettingsError(
+            f"MLCYCLE_LOAD_RETRY_MAX_S ({settings.load_retry_max_s:g}) must be at least "
+            f"MLCYCLE_LOAD_RETRY_MIN_S ({settings.load_retry_min_s:g})"
+        )
+    if drain_s(settings.shutdown_delay_s, settings.shutdown_grace_s) < MIN_DRAIN_S:
+        least = settings.shutdown_delay_s + SHUTDOWN_SLACK_S + MIN_DRAIN_S
+        raise SettingsError(
+            f"MLCYCLE_SHUTDOWN_GRACE_S ({settings.shutdown_grace_s:g}) must be at least "
+            f"{least:g}: MLCYCLE_SHUTDOWN_DELAY_S ({settings.shutdown_delay_s:g}) + "
+            f"{SHUTDOWN_SLACK_S:g} s to stop + {MIN_DRAIN_S:g} s for requests in flight"
+        )
