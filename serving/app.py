@@ -6,6 +6,8 @@ row per scored row (committed before the response), Prometheus metrics.
 `create_app()` builds everything lazily: no model loading, DB connection or tracking URI at
 import. The serving state lives in `app.extensions["mlcycle"]` (a `Serving`), so a web
 blueprint (`serving.web.blueprint`, registered when that module exists) can reach it.
+Under the launcher, readiness also reads the run folder (`serving.rundir`: 503 while draining)
+and each worker closes its prediction log when it exits (`Serving.close_at_exit`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """`mlcycle serve` (the launcher) and `mlcycle score` (streaming batch scoring).
 
 In: typed command-line options (each mirrors an `MLCYCLE_*` variable; see docs/serving.md).
-Out: `serve` runs the app under granian or gunicorn with N worker processes until stopped;
+Out: `serve` runs the app under granian or gunicorn with N worker processes until stopped,
+then drains it (readiness 503, accepted requests answered, killed after a grace period);
 `score` writes one probability per input row to a Parquet file.
 Heavy imports (mlflow, pyarrow) happen inside the functions.
 """
@@ -18,6 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import typer
@@ -200,12 +202,12 @@ def launch(
     # could hang when its workers died under it mid-shutdown). It dies with this launcher.
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=_die_with(os.getpid()))
     try:
-        return _supervise(proc, stop_grace_s, stop_delay_s, lambda why: _drain(run_dir, why))
+        return _supervise(proc, stop_grace_s, stop_delay_s, partial(_mark_draining, run_dir))
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def _drain(run_dir: str, why: str) -> None:
+def _mark_draining(run_dir: str, why: str) -> None:
     from serving.rundir import mark_draining
 
     try:

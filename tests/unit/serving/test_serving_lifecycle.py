@@ -80,3 +80,14 @@ def test_lifecycle_settings_defaults_and_overrides(monkeypatch):
     monkeypatch.setenv("MLCYCLE_SHUTDOWN_DELAY_S", "5")
     monkeypatch.setenv("MLCYCLE_SHUTDOWN_GRACE_S", "25")
     assert get_settings().shutdown_delay_s == 5.0 and get_settings().shutdown_grace_s == 25.0
+
+
+def test_serve_refuses_a_bad_value_at_start_up_naming_it(monkeypatch):
+    from typer.testing import CliRunner
+
+    from mlcycle.cli import app
+
+    monkeypatch.setenv("MLCYCLE_SHUTDOWN_GRACE_S", "soon")
+    result = CliRunner().invoke(app, ["serve", "--port", "1"])
+    assert result.exit_code == 2
+    assert "MLCYCLE_SHUTDOWN_GRACE_S must be a number of seconds, not 'soon'" in result.output
