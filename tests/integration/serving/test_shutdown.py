@@ -12,6 +12,8 @@ to the launcher mid-load. Out, the invariants:
   still served for `MLCYCLE_SHUTDOWN_DELAY_S`;
 - the server exits 0 within `MLCYCLE_SHUTDOWN_GRACE_S`, each worker having closed its log;
 - the request ids answered 200 are exactly the request ids in the prediction log.
+And a server that cannot act on the signal (stopped) is killed, workers included, at the end
+of the grace period.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import signal
 import socket
 import sqlite3
@@ -29,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from processes import descendants
 
 pytestmark = pytest.mark.slow
 log = logging.getLogger(__name__)
@@ -223,3 +227,28 @@ def _check_readiness(probes: list[tuple[float, int, dict]], signalled: float, de
     assert all(status == 503 for _, status, _ in after), after
     assert all("shutting down (SIGTERM)" in body["draining"] for _, _, body in after), after[0]
     assert after[-1][0] >= delay_s - 0.5, "probes were answered until the server stopped"
+
+
+def test_a_server_that_cannot_stop_is_killed_at_the_end_of_the_grace_period(start_server):
+    grace_s = 4.0
+    server = start_server(workers=2, MLCYCLE_SHUTDOWN_GRACE_S=grace_s)
+    pids = descendants(server.proc.pid)
+    os.kill(pids[0], signal.SIGSTOP)  # granian's main process: the stop signal waits forever
+    signalled = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    server.proc.wait(grace_s + 5)
+    stopped = time.monotonic() - signalled
+    assert grace_s <= stopped <= grace_s + 1.0, f"exited {stopped:.1f} s after SIGTERM"
+    assert "still running 4 s after the stop signal" in server.output.read_text()
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in pids), "the server's processes outlived the launcher"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
