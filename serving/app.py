@@ -8,6 +8,8 @@ version's training reference are flagged (`out_of_range`, header `X-Out-Of-Range
 `create_app()` builds everything lazily: no model loading, DB connection or tracking URI at
 import. The serving state lives in `app.extensions["mlcycle"]` (a `Serving`), so a web
 blueprint (`serving.web.blueprint`, registered when that module exists) can reach it.
+Under the launcher, readiness also reads the run folder (`serving.rundir`: 503 while draining)
+and each worker closes its prediction log when it exits (`Serving.close_at_exit`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import hmac
 import importlib.util
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -32,6 +35,7 @@ from serving.guard import OutOfRange
 from serving.metrics import get_metrics, render
 from serving.model import ModelService
 from serving.predlog import LogHooks, PredictionLog, open_store
+from serving.rundir import draining_reason
 from serving.settings import Settings, get_settings
 from serving.watcher import ModelWatcher, ServingState, mlflow_loader, registry_resolver
 
@@ -49,6 +53,7 @@ class Serving:
         self.metrics.model_ready.set(0)
         self.watcher: ModelWatcher | None = None
         self.predlog: PredictionLog | None = None
+        self.closed = False
         self._run_dir = os.environ.get("MLCYCLE_RUN_DIR")
         self._expected_workers = int(os.environ.get("MLCYCLE_EXPECTED_WORKERS", "1"))
         if settings.log_predictions:
@@ -64,6 +69,7 @@ class Serving:
                 _lazy(registry_resolver, settings),
                 self.on_swap,
                 self._on_load_failure,
+                run_dir=self._run_dir,
             ).start()
 
     def on_swap(self, new: ModelService, old: ModelService | None) -> None:
@@ -109,6 +115,10 @@ class Serving:
             return False, f"prediction log writer made no progress for {stalled:.0f} s"
         return True, None
 
+    def draining(self) -> str | None:
+        """Why this server is shutting down (readiness is then 503), or None."""
+        return draining_reason(self._run_dir)
+
     def current(self) -> ModelService:
         """The model to score with; waits for the first load, then 503."""
         svc = self.state.service
@@ -120,11 +130,31 @@ class Serving:
         return svc
 
     def close(self) -> None:
-        """Stop the watcher and flush the prediction log."""
+        """Stop the watcher and flush the prediction log (again: does nothing)."""
+        self.closed = True
         if self.watcher:
             self.watcher.stop()
         if self.predlog:
             self.predlog.close()
+
+    def close_at_exit(self) -> None:
+        """Call `close()` once this process's main thread has finished, before it exits.
+
+        Granian's workers end by returning from their main thread once every accepted request
+        is answered, then exit without running `atexit` (multiprocessing's `os._exit`); but
+        the interpreter still waits for non-daemon threads, in gunicorn's workers too. So a
+        non-daemon thread waiting for the main thread closes the log at the right time.
+        """
+
+        def close_after_main() -> None:
+            threading.main_thread().join()
+            if self.closed:
+                return
+            started = time.perf_counter()
+            self.close()
+            log.info("worker stopping: log closed in %.3fs", time.perf_counter() - started)
+
+        threading.Thread(target=close_after_main, name="close-at-exit").start()
 
 
 def _prediction_log(settings: Settings, metrics) -> PredictionLog:
@@ -220,6 +250,8 @@ def create_app(
     app = Flask(__name__)
     app.json.sort_keys = False
     serving = Serving(settings, model_service)
+    if os.environ.get("MLCYCLE_RUN_DIR"):  # a worker of the launcher: flush the log on exit
+        serving.close_at_exit()
     app.extensions["mlcycle"] = serving
     predictor = Predictor(serving)
     _register_prediction_routes(app, predictor)
@@ -597,21 +629,20 @@ def _register_ops_routes(app: Flask, serving: Serving) -> None:
     def ready_response(payload_ok: dict | None = None) -> Response:
         detail = serving.state.detail()
         log_ok = serving.log_ok()
-        ok = serving.all_workers_ready() and log_ok
-        detail["ready"] = ok
+        draining = serving.draining()
+        ok = draining is None and serving.all_workers_ready() and log_ok
+        detail.update(ready=ok, draining=draining, worker_pid=os.getpid())
         if serving.predlog is not None:
             detail["prediction_log"] = serving.predlog.health()
         return _json({**detail, **(payload_ok or {})}, 200 if ok else 503, _version_header(serving))
 
     @app.get("/ping")
     def ping():
-        ok = serving.state.service is not None
-        return Response(
-            "\n" if ok else "not ready\n",
-            200 if ok else 503,
-            headers=_version_header(serving),
-            mimetype="text/plain",
-        )
+        draining = serving.draining()
+        if draining is None and serving.state.service is not None:
+            return Response("\n", 200, headers=_version_header(serving), mimetype="text/plain")
+        why = f"draining: {draining}" if draining else "not ready"
+        return Response(why + "\n", 503, headers=_version_header(serving), mimetype="text/plain")
 
     @app.get("/health")
     def health():
@@ -706,13 +737,14 @@ def _register_ops_routes(app: Flask, serving: Serving) -> None:
         if serving.watcher is None:
             return _json({"reloaded": False, "reason": "this server serves a fixed model"})
         before = serving.state.service.version if serving.state.service else None
-        serving.watcher.trigger()
-        version = serving.watcher.check()
+        version, signalled = serving.watcher.reload()
         return _json(
             {
                 "reloaded": version != before,
                 "previous_version": before,
                 "model_version": version,
+                "worker_pid": os.getpid(),
+                "other_workers_signalled": signalled,
                 "detail": serving.state.detail(),
             },
             headers=_version_header(serving),

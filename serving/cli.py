@@ -1,7 +1,8 @@
 """`mlcycle serve` (the launcher) and `mlcycle score` (streaming batch scoring).
 
 In: typed command-line options (each mirrors an `MLCYCLE_*` variable; see docs/serving.md).
-Out: `serve` runs the app under granian or gunicorn with N worker processes until stopped;
+Out: `serve` runs the app under granian or gunicorn with N worker processes until stopped,
+then drains it (readiness 503, accepted requests answered, killed after a grace period);
 `score` writes one probability per input row to a Parquet file.
 Heavy imports (mlflow, pyarrow) happen inside the functions.
 """
@@ -18,6 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import typer
@@ -27,7 +29,14 @@ APP_FACTORY = "serving.app:create_app"
 
 
 def server_command(
-    server: str, target: str, host: str, port: int, workers: int, threads: int, factory: bool = True
+    server: str,
+    target: str,
+    host: str,
+    port: int,
+    workers: int,
+    threads: int,
+    factory: bool = True,
+    drain_s: int = 10,
 ) -> list[str]:
     """The command line that runs a WSGI app under the chosen server.
 
@@ -39,6 +48,8 @@ def server_command(
         workers: worker processes.
         threads: threads per worker.
         factory: whether `target` is a factory to call.
+        drain_s: once stopped, seconds a worker may take to finish its requests before the
+            server kills it.
 
     Returns:
         argv for `subprocess`.
@@ -62,7 +73,7 @@ def server_command(
             "warning",
             "--respawn-failed-workers",
             "--workers-kill-timeout",
-            "10",
+            str(drain_s),
         ]
         return [*cmd, "--factory", target] if factory else [*cmd, target]
     if server == "gunicorn":
@@ -77,6 +88,8 @@ def server_command(
             "python:serving.gunicorn_conf",
             "--log-level",
             "warning",
+            "--graceful-timeout",
+            str(drain_s),
         ]
         if threads > 1:
             cmd += ["--worker-class", "gthread", "--threads", str(threads)]
@@ -112,10 +125,23 @@ def serve(
     for key, value in overrides.items():
         if value is not None:
             os.environ[key] = str(value)
-    from serving.settings import get_settings
+    from serving.settings import SettingsError, get_settings
 
-    settings = get_settings()
-    code = launch(APP_FACTORY, settings.server, host, port, settings.workers, settings.threads)
+    try:
+        settings = get_settings()
+    except SettingsError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    code = launch(
+        APP_FACTORY,
+        settings.server,
+        host,
+        port,
+        settings.workers,
+        settings.threads,
+        stop_delay_s=settings.shutdown_delay_s,
+        stop_grace_s=settings.shutdown_grace_s,
+    )
     raise typer.Exit(code)
 
 
@@ -123,13 +149,28 @@ _BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def launch(
-    target: str, server: str, host: str, port: int, workers: int, threads: int, factory: bool = True
+    target: str,
+    server: str,
+    host: str,
+    port: int,
+    workers: int,
+    threads: int,
+    factory: bool = True,
+    stop_delay_s: float = 0.0,
+    stop_grace_s: float = 20.0,
 ) -> int:
-    """Run a WSGI app under a server with a fresh Prometheus multiprocess folder.
+    """Run a WSGI app under a server with a fresh run folder and Prometheus multiprocess folder.
+
+    Args:
+        target, server, host, port, workers, threads, factory: as for `server_command`.
+        stop_delay_s: after a stop signal, seconds to keep serving with readiness 503.
+        stop_grace_s: after a stop signal, seconds until the server is killed (see `_supervise`).
 
     Returns:
         The server's exit code.
     """
+    from serving.settings import drain_s
+
     run_dir = tempfile.mkdtemp(prefix="mlcycle-serve-")
     prom = Path(run_dir) / "prometheus"
     prom.mkdir()
@@ -146,7 +187,8 @@ def launch(
             "MLCYCLE_EXPECTED_WORKERS": str(workers),
         }
     )
-    cmd = server_command(server, target, host, port, workers, threads, factory)
+    drain = max(1, int(drain_s(stop_delay_s, stop_grace_s)))
+    cmd = server_command(server, target, host, port, workers, threads, factory, drain)
     log.info(
         "serving on http://%s:%d with %s, %d workers x %d threads",
         host,
@@ -160,12 +202,18 @@ def launch(
     # could hang when its workers died under it mid-shutdown). It dies with this launcher.
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=_die_with(os.getpid()))
     try:
-        return _supervise(proc, STOP_GRACE_S)
+        return _supervise(proc, stop_grace_s, stop_delay_s, partial(_mark_draining, run_dir))
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-STOP_GRACE_S = 20.0  # granian's --workers-kill-timeout (10 s) plus slack
+def _mark_draining(run_dir: str, why: str) -> None:
+    from serving.rundir import mark_draining
+
+    try:
+        mark_draining(run_dir, f"shutting down ({why})")
+    except OSError:  # readiness stays 200 a little longer; the stop itself must go on
+        log.exception("could not mark the server draining in %s", run_dir)
 
 
 def _die_with(launcher: int) -> Callable[[], None]:
@@ -183,30 +231,55 @@ def _die_with(launcher: int) -> Callable[[], None]:
     return follow
 
 
-def _supervise(proc: subprocess.Popen, grace_s: float) -> int:
-    """Wait for the server; forward the first SIGINT/SIGTERM, kill it on a second one or once
-    it has not stopped `grace_s` seconds after the first.
+def _supervise(
+    proc: subprocess.Popen,
+    grace_s: float,
+    delay_s: float = 0.0,
+    on_stop: Callable[[str], None] | None = None,
+) -> int:
+    """Wait for the server; stop it on SIGINT/SIGTERM.
+
+    The first signal calls `on_stop(signal name)` (readiness turns 503) and reaches the
+    server's main process `delay_s` seconds later: meanwhile it keeps serving, so load
+    balancers stop sending it requests first. The server then stops accepting, finishes the
+    requests it accepted and exits. A second signal, or a server still running `grace_s`
+    seconds after the first, gets SIGKILL for the server and its workers.
 
     Returns:
         The server's exit code.
     """
-    stopping_since: list[float] = []
+    first: list[tuple[float, int]] = []  # (when, which) of the first stop signal
+    forwarded: list[bool] = []
 
-    def forward(signum, _frame):
-        if stopping_since:
+    def forward() -> None:
+        forwarded.append(True)
+        log.info("stopping the server: no new connections; requests in flight finish")
+        proc.send_signal(first[0][1])
+
+    def on_signal(signum, _frame):
+        if first:
             _kill_group(proc, "a second signal")
             return
-        stopping_since.append(time.monotonic())
-        proc.send_signal(signum)
+        first.append((time.monotonic(), signum))
+        log.info("%s: readiness 503, stopping in %.1f s", signal.Signals(signum).name, delay_s)
+        if on_stop:
+            on_stop(signal.Signals(signum).name)
+        if delay_s <= 0:
+            forward()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, forward)
+        signal.signal(sig, on_signal)
     while True:
         try:
-            return proc.wait(timeout=0.5)
+            return proc.wait(timeout=0.1)
         except subprocess.TimeoutExpired:
-            if stopping_since and time.monotonic() - stopping_since[0] > grace_s:
-                _kill_group(proc, f"still running {grace_s:.0f} s after the stop signal")
+            if not first:
+                continue
+        elapsed = time.monotonic() - first[0][0]
+        if not forwarded and elapsed >= delay_s:
+            forward()
+        if elapsed > grace_s:
+            _kill_group(proc, f"still running {grace_s:.0f} s after the stop signal")
 
 
 def _kill_group(proc: subprocess.Popen, why: str) -> None:

@@ -46,6 +46,27 @@ def _keys(name: str) -> tuple[str, ...]:
     return tuple(k.strip() for k in os.environ.get(name, "").split(",") if k.strip())
 
 
+class SettingsError(ValueError):
+    """A `MLCYCLE_*` variable holds a value serving cannot use; the message names it."""
+
+
+def _seconds(name: str, default: float, minimum: float = 0.0) -> float:
+    raw = _env(name, str(default))
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, not {raw!r}") from None
+    if not math.isfinite(value) or value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum:g} seconds, not {raw!r}")
+    return value
+
+
+# Time the launcher keeps after granian's own deadline for stuck workers, to kill them itself.
+SHUTDOWN_SLACK_S = 2.0
+# Requests in flight when the server stops accepting get at least this long to finish.
+MIN_DRAIN_S = 1.0
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the serving stage can be configured with."""
@@ -88,6 +109,16 @@ class Settings:
     fast_path: bool = True
     out_of_range: str = "flag"
     out_of_range_margin: float = 0.25
+    load_retry_min_s: float = 1.0
+    load_retry_max_s: float = 60.0
+    shutdown_delay_s: float = 0.0
+    shutdown_grace_s: float = 20.0
+
+
+def drain_s(delay_s: float, grace_s: float) -> float:
+    """How long requests in flight may take once the server stops accepting: what is left of
+    the grace period after the delay and the launcher's slack."""
+    return grace_s - delay_s - SHUTDOWN_SLACK_S
 
 
 def get_settings() -> Settings:
@@ -97,11 +128,11 @@ def get_settings() -> Settings:
         The settings; unset variables take the documented defaults.
 
     Raises:
-        ValueError: naming the variable, for a bad `MLCYCLE_OUT_OF_RANGE` (flag|reject) or
-            `MLCYCLE_OUT_OF_RANGE_MARGIN` (a number >= 0).
+        SettingsError: a variable holds a value that cannot work (the message names it),
+            e.g. `MLCYCLE_OUT_OF_RANGE` other than flag|reject.
     """
     state = config.state_dir()
-    return Settings(
+    settings = Settings(
         model_name=_env("MLCYCLE_MODEL_NAME", "credit-risk"),
         model_alias=_env("MLCYCLE_MODEL_ALIAS", _env("MLCYCLE_MODEL_STAGE", "production")).lower(),
         model_uri=os.environ.get("MLCYCLE_MODEL_URI") or None,
@@ -141,4 +172,26 @@ def get_settings() -> Settings:
         fast_path=_bool("MLCYCLE_FAST_PATH", True),
         out_of_range=_choice("MLCYCLE_OUT_OF_RANGE", "flag", OUT_OF_RANGE_MODES),
         out_of_range_margin=_margin("MLCYCLE_OUT_OF_RANGE_MARGIN", "0.25"),
+        load_retry_min_s=_seconds("MLCYCLE_LOAD_RETRY_MIN_S", 1.0, minimum=0.01),
+        load_retry_max_s=_seconds("MLCYCLE_LOAD_RETRY_MAX_S", 60.0, minimum=0.01),
+        shutdown_delay_s=_seconds("MLCYCLE_SHUTDOWN_DELAY_S", 0.0),
+        shutdown_grace_s=_seconds("MLCYCLE_SHUTDOWN_GRACE_S", 20.0),
     )
+    _check(settings)
+    return settings
+
+
+def _check(settings: Settings) -> None:
+    """Refuse combinations of values that cannot work together."""
+    if settings.load_retry_max_s < settings.load_retry_min_s:
+        raise SettingsError(
+            f"MLCYCLE_LOAD_RETRY_MAX_S ({settings.load_retry_max_s:g}) must be at least "
+            f"MLCYCLE_LOAD_RETRY_MIN_S ({settings.load_retry_min_s:g})"
+        )
+    if drain_s(settings.shutdown_delay_s, settings.shutdown_grace_s) < MIN_DRAIN_S:
+        least = settings.shutdown_delay_s + SHUTDOWN_SLACK_S + MIN_DRAIN_S
+        raise SettingsError(
+            f"MLCYCLE_SHUTDOWN_GRACE_S ({settings.shutdown_grace_s:g}) must be at least "
+            f"{least:g}: MLCYCLE_SHUTDOWN_DELAY_S ({settings.shutdown_delay_s:g}) + "
+            f"{SHUTDOWN_SLACK_S:g} s to stop + {MIN_DRAIN_S:g} s for requests in flight"
+        )

@@ -1,11 +1,13 @@
 """Follow promotions: poll the registry, load the new version in the background, swap atomically.
 
-In: the registry (via `mlcycle.registry.resolve_production`, every `poll_interval` seconds and
-on `trigger()` from `POST /admin/reload`). Out: `ServingState.service`, replaced by one
-attribute assignment, so a request that already holds the old `ModelService` finishes on it.
-A version that fails to load is logged, counted in `mlcycle_model_load_failures_total` and shown
-in the readiness detail while the old version keeps serving; an unreachable registry is retried
-on the next poll.
+In: the registry (via `mlcycle.registry.resolve_production`, every `poll_interval` seconds, and
+at once on `reload()` from `POST /admin/reload` in any worker of the server: the run folder's
+`reload` token tells the others). Out: `ServingState.service`, replaced by one attribute
+assignment, so a request that already holds the old `ModelService` finishes on it.
+A version that fails to load is logged, counted in `mlcycle_model_load_failures_total`, shown
+in the readiness detail (attempts, next try) and tried again after `load_retry_min_s`, then
+twice as long each time up to `load_retry_max_s`, while the old version keeps serving; an
+unreachable registry is retried on the next poll.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from serving import rundir
 from serving.model import ModelService
 from serving.settings import Settings
 
@@ -60,10 +63,30 @@ class ServingState:
 
 Loader = Callable[[str], ModelService]
 Resolver = Callable[[object], tuple[str | None, object]]
+RELOAD_TICK_S = 0.25  # how often a watcher looks for a reload asked in another worker
+
+
+@dataclass
+class _Retry:
+    """A version that failed to load: how often so far, and when to try it again."""
+
+    version: str
+    attempts: int
+    due: float  # time.monotonic()
 
 
 class ModelWatcher:
-    """A daemon thread that keeps `state.service` on the registry's production version."""
+    """A daemon thread that keeps `state.service` on the registry's production version.
+
+    Args:
+        state: where the served model goes.
+        settings: poll interval, retry back-off.
+        loader: loads a version (raises when it cannot).
+        resolver: `resolve(seen) -> (version, seen)`: the version that should serve.
+        on_swap: called with (new, old) after each swap.
+        on_failure: called with the version after each failed load.
+        run_dir: the launcher's run folder, shared by the server's workers (None: alone).
+    """
 
     def __init__(
         self,
@@ -73,6 +96,7 @@ class ModelWatcher:
         resolver: Resolver,
         on_swap: Callable[[ModelService, ModelService | None], None] | None = None,
         on_failure: Callable[[str], None] | None = None,
+        run_dir: str | None = None,
     ) -> None:
         self.state = state
         self.settings = settings
@@ -80,11 +104,13 @@ class ModelWatcher:
         self._resolve = resolver
         self._on_swap = on_swap
         self._on_failure = on_failure
+        self._run_dir = run_dir
+        self._reload_seen = rundir.reload_token(run_dir) if run_dir else None
         self._wake = threading.Event()
         self._force = False
         self._stop = False
         self._seen = None
-        self._failed: str | None = None
+        self._retry: _Retry | None = None
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="model-watcher", daemon=True)
 
@@ -99,22 +125,56 @@ class ModelWatcher:
         self._wake.set()
 
     def trigger(self) -> None:
-        """Check now (and retry a version that failed before)."""
+        """Check now (and retry a version that failed before, without waiting for its turn)."""
         self._force = True
         self._wake.set()
 
+    def reload(self) -> tuple[str | None, bool]:
+        """Check now in this worker, and have every other worker of the server do the same
+        within `RELOAD_TICK_S` (through the run folder's reload token).
+
+        Returns:
+            (the version this worker serves now, whether the other workers were signalled).
+        """
+        signalled = False
+        if self._run_dir:
+            self._reload_seen = rundir.request_reload(self._run_dir)
+            signalled = True
+        self._force = True
+        return self.check(), signalled
+
     def _run(self) -> None:
+        due = 0.0  # time.monotonic() of the next registry check
         while not self._stop:
-            self.check()
-            interval = (
-                self.settings.poll_interval
-                if self.state.service
-                else min(self.settings.poll_interval, 1.0)
-            )
-            # A resolver that can tell cheaply whether anything changed is asked more often.
-            interval = min(interval, getattr(self._resolve, "cheap_interval", interval))
-            self._wake.wait(interval)
+            if self._force or self._reload_asked() or time.monotonic() >= due:
+                self.check()
+                due = time.monotonic() + self._interval()
+            wait = due - time.monotonic()
+            if self._run_dir:
+                wait = min(wait, RELOAD_TICK_S)
+            self._wake.wait(max(wait, 0.0))
             self._wake.clear()
+
+    def _interval(self) -> float:
+        """Seconds to the next check: the poll interval, shorter before the first load, for
+        a resolver that can tell cheaply whether anything changed, and for a retry due."""
+        poll = self.settings.poll_interval
+        interval = poll if self.state.service else min(poll, 1.0)
+        interval = min(interval, getattr(self._resolve, "cheap_interval", interval))
+        # A retry whose time has passed without a try (registry unreachable) waits for a poll.
+        to_retry = self._retry.due - time.monotonic() if self._retry else interval
+        return min(interval, to_retry) if to_retry > 0 else interval
+
+    def _reload_asked(self) -> bool:
+        """True once per reload asked in another worker since the last look."""
+        if not self._run_dir:
+            return False
+        token = rundir.reload_token(self._run_dir)
+        if token == self._reload_seen:
+            return False
+        self._reload_seen = token
+        self._force = True
+        return True
 
     def check(self) -> str | None:
         """Look at the registry once and load a new version if it changed.
@@ -137,11 +197,17 @@ class ModelWatcher:
                 self.state.last_check = time.time()
             self.state.target_version = version
             if version is None or version == self._current():
+                self._forget_failure()  # the registry moved back: nothing left to retry
                 return self._current()
-            if version == self._failed and not force:
+            retry = self._retry
+            if retry and retry.version == version and not force and time.monotonic() < retry.due:
                 return self._current()
             self._load_version(version)
             return self._current()
+
+    def _forget_failure(self) -> None:
+        self._retry = None
+        self.state.load_error = None
 
     def _current(self) -> str | None:
         svc = self.state.service
@@ -153,24 +219,9 @@ class ModelWatcher:
             service = self._load(version)
             service.warm()
         except Exception as exc:
-            self._failed = version
-            self.state.load_error = {
-                "version": version,
-                "error": f"{type(exc).__name__}: {exc}"[:500],
-                "at": time.time(),
-            }
-            log.error(
-                "loading %s version %s failed; still serving %s: %s",
-                self.settings.model_name,
-                version,
-                self._current(),
-                exc,
-            )
-            if self._on_failure:
-                self._on_failure(version)
+            self._failed_to_load(version, exc)
             return
-        self._failed = None
-        self.state.load_error = None
+        self._forget_failure()
         # Move everything loaded so far (mlflow, the model) out of the collector's sight, so
         # full collections stay short and do not show up as latency spikes.
         gc.collect()
@@ -179,6 +230,34 @@ class ModelWatcher:
         log.info("now serving %s (loaded in %.2fs)", service.label, time.perf_counter() - started)
         if self._on_swap:
             self._on_swap(service, old)
+
+    def _failed_to_load(self, version: str, exc: Exception) -> None:
+        """Record the failure and schedule the next try: `load_retry_min_s`, doubling each
+        time, at most `load_retry_max_s`."""
+        retry = self._retry
+        attempts = retry.attempts + 1 if retry and retry.version == version else 1
+        doubled = self.settings.load_retry_min_s * 2 ** min(attempts - 1, 32)
+        wait = min(self.settings.load_retry_max_s, doubled)
+        self._retry = _Retry(version, attempts, time.monotonic() + wait)
+        now = time.time()
+        self.state.load_error = {
+            "version": version,
+            "error": f"{type(exc).__name__}: {exc}"[:500],
+            "at": now,
+            "attempts": attempts,
+            "next_retry_at": now + wait,
+        }
+        log.error(
+            "loading %s version %s failed (attempt %d); still serving %s; next try in %.1fs: %s",
+            self.settings.model_name,
+            version,
+            attempts,
+            self._current(),
+            wait,
+            exc,
+        )
+        if self._on_failure:
+            self._on_failure(version)
 
 
 def registry_resolver(settings: Settings) -> Resolver:

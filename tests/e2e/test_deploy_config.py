@@ -387,6 +387,28 @@ def test_k8s_serving_deployment() -> None:
     assert target["minReplicas"] >= 2
 
 
+def test_k8s_serving_stops_within_the_pod_grace_period(monkeypatch) -> None:
+    """Readiness turns 503 for a few seconds before serving stops listening, and the launcher
+    is done (or has killed the server) before the kubelet's SIGKILL."""
+    from serving.settings import get_settings
+
+    pod = _k8s("Deployment", "serving")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)  # refused values fail here, naming the variable
+    settings = get_settings()
+    assert settings.shutdown_delay_s >= 3, "endpoints need a few seconds to drop the pod"
+    assert settings.shutdown_grace_s + 2 <= pod["terminationGracePeriodSeconds"]
+
+
+def test_compose_serving_stops_before_docker_kills_it() -> None:
+    from serving.settings import Settings
+
+    grace = _compose()["services"]["serving"]["stop_grace_period"]
+    assert grace.endswith("s") and float(grace[:-1]) >= Settings().shutdown_grace_s + 2
+
+
 def _k8s_argv(container: dict) -> tuple[str, list[str]]:
     env = _k8s_env()
     expand = re.compile(r"\$\((\w+)\)")

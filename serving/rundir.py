@@ -1,0 +1,56 @@
+"""Signals between the launcher and its workers, as files in the run folder (`MLCYCLE_RUN_DIR`).
+
+In: the launcher on a stop signal (`mark_draining`), `POST /admin/reload` in any worker
+(`request_reload`). Out: two small files every worker of the server reads (microseconds):
+`draining`, whose text says why readiness is 503, and `reload`, a fresh random token per
+request, so every watcher that sees the token change re-checks the registry. The launcher
+makes a fresh run folder per launch, so nothing is left over from a previous server.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+DRAINING = "draining"
+RELOAD = "reload"
+
+
+def mark_draining(run_dir: str | Path, reason: str) -> None:
+    """Turn every worker's readiness to 503 with `reason`."""
+    _replace(Path(run_dir) / DRAINING, reason)
+
+
+def draining_reason(run_dir: str | Path | None) -> str | None:
+    """Why the server is draining, or None when it is not (or runs without a launcher)."""
+    if not run_dir:
+        return None
+    try:
+        return (Path(run_dir) / DRAINING).read_text() or "draining"
+    except FileNotFoundError:
+        return None
+
+
+def request_reload(run_dir: str | Path) -> str:
+    """Ask every worker to re-check the registry; returns the new `reload_token`."""
+    token = os.urandom(8).hex()
+    _replace(Path(run_dir) / RELOAD, token)
+    return token
+
+
+def reload_token(run_dir: str | Path) -> str | None:
+    """The token of the last `request_reload` (None before the first): a few microseconds."""
+    try:
+        return (Path(run_dir) / RELOAD).read_text()
+    except FileNotFoundError:
+        return None
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write `text` to a new file and rename it over `path`: readers never see half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
