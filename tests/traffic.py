@@ -103,6 +103,22 @@ class Traffic:
     def ok_ids(self) -> set[str]:
         return {a.rid for a in self.snapshot() if a.status == 200}
 
+    def summary(self, fault_end: float | None = None) -> str:
+        """One line of figures for the reliability table (`pytest -s` shows it)."""
+        answers = self.snapshot()
+        codes: dict[int, int] = {}
+        for a in answers:
+            codes[a.status] = codes.get(a.status, 0) + 1
+        refused = sorted(a.seconds for a in answers if a.status == 503)
+        line = f"answers {dict(sorted(codes.items()))}"
+        if refused:
+            line += f", 503 wait median {refused[len(refused) // 2]:.2f} s max {refused[-1]:.2f} s"
+        if fault_end is not None:
+            first = [a.done for a in answers if a.status == 200 and a.sent > fault_end]
+            if first:
+                line += f", first 200 {min(first) - fault_end:.2f} s after the fault ended"
+        return line
+
     def wait_for(self, predicate, timeout: float) -> bool:
         """Wait until `predicate(answers)` holds (True) or `timeout` passes (False)."""
         deadline = time.monotonic() + timeout

@@ -53,7 +53,10 @@ def _check_healed(traffic: Traffic, fault_end: float) -> None:
     assert late and all(a.status == 200 for a in late), [a for a in late if a.status != 200][:3]
 
 
-def _check_answers(traffic: Traffic) -> None:
+def _check_answers(traffic: Traffic, fault_end: float, stored: set[str]) -> None:
+    ok = traffic.ok_ids()
+    lost, extra = len(ok - stored), len(stored - ok)
+    print(f"\n{traffic.summary(fault_end)}, stored {len(stored)}, lost {lost}, extra {extra}")
     answers = traffic.snapshot()
     odd = [a for a in answers if a.status not in (200, 503)]
     assert not odd, f"answers other than 200/503: {odd[:3]}"
@@ -93,8 +96,9 @@ def test_sqlite_log_locked_past_the_request_wait_then_released(trained_store, st
         assert "mlcycle_prediction_log_write_failures_total" in metrics
         _check_healed(traffic, released)
         assert _status(server.url + "/v2/health/ready") == 200
-    _check_answers(traffic)
-    assert logged_ids(server.log_db) == traffic.ok_ids()
+    stored = logged_ids(server.log_db)
+    _check_answers(traffic, released, stored)
+    assert stored == traffic.ok_ids()
 
 
 def test_postgres_log_killed_and_restarted(trained_store, start_server):
@@ -115,12 +119,13 @@ def test_postgres_log_killed_and_restarted(trained_store, start_server):
             assert traffic.wait_for(lambda a: a and a[-1].status == 503, 10)
             time.sleep(2)
             cluster.restart()
-            _check_healed(traffic, time.monotonic())
-        _check_answers(traffic)
+            back = time.monotonic()
+            _check_healed(traffic, back)
         engine = sa.create_engine(url)
         with engine.connect() as conn:
             stored = {r[0] for r in conn.execute(sa.text("SELECT request_id FROM predictions"))}
         engine.dispose()
+        _check_answers(traffic, back, stored)
         assert stored == traffic.ok_ids()
     finally:
         cluster.stop()
@@ -167,6 +172,8 @@ def test_full_disk_gives_clear_503s_and_recovers(trained_store, start_server, tm
             assert _status(server.url + "/v2/health/live") == 200
             time.sleep(1)
             filler.unlink()
-            _check_healed(traffic, time.monotonic())
-        _check_answers(traffic)
-        assert logged_ids(db) == traffic.ok_ids()
+            freed = time.monotonic()
+            _check_healed(traffic, freed)
+        stored = logged_ids(db)
+        _check_answers(traffic, freed, stored)
+        assert stored == traffic.ok_ids()
