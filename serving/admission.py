@@ -6,6 +6,9 @@ body before it is scored (`Admission.large`). Out: the request goes ahead, or `U
 already being scored and `large_queue` more wait for their turn. Requests are refused
 instead of queued, so the ones admitted keep their latency and memory stays bounded (one
 large body parses into a few hundred MB of Python objects; the GIL scores one at a time anyway).
+Across the worker processes of one server, at most `large_slots` large bodies are scored at
+once (`flock` on slot files in the launcher's run folder), so the cores left over keep
+answering small requests and refusals quickly.
 Also `drain`: reading (and dropping) the body of a refused request, so the client reads the
 answer instead of a reset connection, capped at `drain_bytes`.
 """
@@ -13,8 +16,12 @@ answer instead of a reset connection, capped at `drain_bytes`.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 from serving.errors import Unavailable
 
@@ -26,12 +33,20 @@ class Admission:
         max_in_flight: prediction requests inside this worker at once; more are refused.
         large_queue: large bodies that may wait while one is scored; more are refused.
         large_wait_s: the longest a large body waits for its turn before it is refused.
+        slots: server-wide slots for large bodies (None: this worker's lock alone).
     """
 
-    def __init__(self, max_in_flight: int, large_queue: int = 1, large_wait_s: float = 2.0):
+    def __init__(
+        self,
+        max_in_flight: int,
+        large_queue: int = 0,
+        large_wait_s: float = 2.0,
+        slots: ServerSlots | None = None,
+    ):
         self._max = max(1, max_in_flight)
         self._large_queue = max(0, large_queue)
         self._large_wait = large_wait_s
+        self._slots = slots
         self._lock = threading.Lock()
         self._large_lock = threading.Lock()
         self.in_flight = 0
@@ -66,8 +81,15 @@ class Admission:
                     f"{self._large_waiting} wait in this worker; retry"
                 )
             self._large_waiting += 1
+        deadline = time.monotonic() + self._large_wait
+        slot = None
         try:
             got = self._large_lock.acquire(timeout=self._large_wait)
+            if got and self._slots is not None:
+                slot = self._slots.acquire(deadline)
+                if slot is None:
+                    self._large_lock.release()
+                    got = False
         finally:
             with self._lock:
                 self._large_waiting -= 1
@@ -78,7 +100,36 @@ class Admission:
         try:
             yield
         finally:
+            if slot is not None:
+                self._slots.release(slot)
             self._large_lock.release()
+
+
+class ServerSlots:
+    """`n` slots shared by the worker processes of one server: `flock`ed files in `folder`."""
+
+    POLL_S = 0.002
+
+    def __init__(self, folder: Path, n: int) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self._fds = [os.open(folder / f"large-{i}.lock", os.O_RDWR | os.O_CREAT) for i in range(n)]
+
+    def acquire(self, deadline: float) -> int | None:
+        """A slot's file descriptor, held until `release`; None if none was free in time."""
+        while True:
+            for fd in self._fds:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return fd
+                except BlockingIOError:
+                    continue
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(self.POLL_S)
+
+    @staticmethod
+    def release(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def drain(stream, length: int | None, cap: int) -> bool:

@@ -29,7 +29,7 @@ from werkzeug.exceptions import HTTPException
 
 from mlcycle.prediction_log import build_batch, build_rows
 from serving import protocols
-from serving.admission import Admission, drain
+from serving.admission import Admission, ServerSlots, drain
 from serving.errors import RequestError, Unavailable, internal_error_body
 from serving.guard import OutOfRange
 from serving.metrics import get_metrics, render
@@ -54,7 +54,7 @@ class Serving:
         self.watcher: ModelWatcher | None = None
         self.predlog: PredictionLog | None = None
         self.closed = False
-        self._run_dir = os.environ.get("MLCYCLE_RUN_DIR")
+        self.run_dir = os.environ.get("MLCYCLE_RUN_DIR")
         self._expected_workers = int(os.environ.get("MLCYCLE_EXPECTED_WORKERS", "1"))
         if settings.log_predictions:
             self.predlog = _prediction_log(settings, self.metrics)
@@ -69,15 +69,15 @@ class Serving:
                 _lazy(registry_resolver, settings),
                 self.on_swap,
                 self._on_load_failure,
-                run_dir=self._run_dir,
+                run_dir=self.run_dir,
             ).start()
 
     def on_swap(self, new: ModelService, old: ModelService | None) -> None:
         """Metrics and the shared readiness marker after a model swap."""
         prev = (old.name, old.version, old.run_id) if old else None
         self.metrics.set_model(new.name, new.version, new.run_id, prev)
-        if self._run_dir:
-            marker = Path(self._run_dir) / "ready" / str(os.getpid())
+        if self.run_dir:
+            marker = Path(self.run_dir) / "ready" / str(os.getpid())
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.write_text(new.version)
 
@@ -88,10 +88,10 @@ class Serving:
         """True when this worker and (under the launcher) every sibling worker has a model."""
         if self.state.service is None:
             return False
-        if not self._run_dir or self._expected_workers <= 1:
+        if not self.run_dir or self._expected_workers <= 1:
             return True
         alive = 0
-        for marker in (Path(self._run_dir) / "ready").glob("*"):
+        for marker in (Path(self.run_dir) / "ready").glob("*"):
             try:
                 os.kill(int(marker.name), 0)
                 alive += 1
@@ -117,7 +117,7 @@ class Serving:
 
     def draining(self) -> str | None:
         """Why this server is shutting down (readiness is then 503), or None."""
-        return draining_reason(self._run_dir)
+        return draining_reason(self.run_dir)
 
     def current(self) -> ModelService:
         """The model to score with; waits for the first load, then 503."""
@@ -340,7 +340,9 @@ class Predictor:
         self.metrics = serving.metrics
         self.threshold = serving.settings.threshold
         s = serving.settings
-        self.admission = Admission(s.max_in_flight, s.large_body_queue, s.large_body_wait_s)
+        run_dir = serving.run_dir
+        slots = ServerSlots(Path(run_dir) / "slots", s.large_body_slots) if run_dir else None
+        self.admission = Admission(s.max_in_flight, s.large_body_queue, s.large_body_wait_s, slots)
 
     def handle(
         self, req: _Req, route: str, kind: str, version: str | None = None

@@ -101,7 +101,7 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Address to bind (0.0.0.0 in containers)."),
     port: int = typer.Option(5001, help="Port to listen on."),
     workers: int = typer.Option(None, help="Worker processes [env MLCYCLE_WORKERS, 2]."),
-    threads: int = typer.Option(None, help="Threads per worker [env MLCYCLE_THREADS, 4]."),
+    threads: int = typer.Option(None, help="Request threads per worker [env MLCYCLE_THREADS, 32]."),
     server: str = typer.Option(None, help="granian or gunicorn [env MLCYCLE_SERVER, granian]."),
     model_name: str = typer.Option(None, help="Registered model [env MLCYCLE_MODEL_NAME]."),
     alias: str = typer.Option(None, help="Alias to follow [env MLCYCLE_MODEL_ALIAS, production]."),
