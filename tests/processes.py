@@ -89,3 +89,14 @@ def descendants(pid: int) -> list[int]:
         found.append(child)
         todo.extend(children.get(child, []))
     return found
+
+
+def tree_memory_mb(proc: subprocess.Popen, key: str = "VmRSS") -> float:
+    """Sum of `key` (VmRSS, or VmHWM: each process's peak) over `proc` and its descendants."""
+    total = 0
+    for pid in [proc.pid, *descendants(proc.pid)]:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith(key + ":"):
+                    total += int(line.split()[1])
+    return total / 1024

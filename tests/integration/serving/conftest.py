@@ -41,8 +41,6 @@ class Server:
             str(self.port),
             "--workers",
             str(workers),
-            "--threads",
-            "4",
         ]
         self.proc = start_process(cmd, full_env, self.output)
         self.wait_ready()
