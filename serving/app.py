@@ -11,7 +11,6 @@ blueprint (`serving.web.blueprint`, registered when that module exists) can reac
 from __future__ import annotations
 
 import contextlib
-import hmac
 import importlib.util
 import logging
 import os
@@ -25,7 +24,8 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from serving import protocols
-from serving.errors import RequestError
+from serving.auth import require_admin, require_api_key
+from serving.errors import ERROR_CODES, RequestError, internal_error_body
 from serving.metrics import get_metrics, render
 from serving.model import ModelService
 from serving.predlog import PredictionLog, build_batch, build_rows, open_store
@@ -167,8 +167,16 @@ def _json(payload, status: int = 200, headers: dict | None = None) -> Response:
     )
 
 
+def _request_id() -> str:
+    """The request's `X-Request-ID`, else a fresh one (for error bodies outside the core)."""
+    return request.headers.get("X-Request-ID") or os.urandom(16).hex()
+
+
 def _error(exc: RequestError, headers: dict | None = None) -> Response:
-    return _json(exc.to_dict(), exc.status, headers)
+    rid = _request_id()
+    return _json(
+        exc.to_dict(rid), exc.status, {**(headers or {}), **exc.headers, "X-Request-ID": rid}
+    )
 
 
 def create_app(
@@ -206,20 +214,6 @@ def create_app(
     return app
 
 
-def _auth(settings: Settings, req: _Req) -> None:
-    keys = settings.api_keys
-    if not keys:
-        return
-    given = req.header("X-API-Key")
-    if given is None:
-        header = req.header("Authorization") or ""
-        given = header[7:].strip() if header[:7].lower() == "bearer " else None
-    if not given:
-        raise RequestError("missing API key: send header X-API-Key", status=401)
-    if not any(hmac.compare_digest(given.encode(), k.encode()) for k in keys):
-        raise RequestError("invalid API key", status=403)
-
-
 class _Req:
     """The parts of a request the prediction core needs, from Flask or from raw WSGI."""
 
@@ -242,6 +236,8 @@ class _Req:
             length = int(raw) if raw else None
         except ValueError:
             raise RequestError("invalid Content-Length header") from None
+        if length is not None and length < 0:
+            raise RequestError("invalid Content-Length header")
         if length is not None and length > limit:
             _drain(stream, length)
             raise RequestError(
@@ -289,7 +285,7 @@ class Predictor:
         svc = serving.state.service
         headers = {"X-Request-ID": rid}
         try:
-            _auth(self.settings, req)
+            require_api_key(req.environ, self.settings.api_keys)
             body = req.body(self.settings.max_body_bytes)
             svc = serving.current()
             headers["X-Model-Version"] = svc.version
@@ -305,15 +301,11 @@ class Predictor:
                 payload = self._score(req, rid, svc, body, route, kind)
             status, out = 200, orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
         except RequestError as exc:
-            status, out = exc.status, orjson.dumps(exc.to_dict())
-        except Exception:
+            status, out = exc.status, orjson.dumps(exc.to_dict(rid))
+            headers.update(exc.headers)
+        except Exception:  # a bug or a broken dependency, never the client's fault
             log.exception("request %s on %s failed", rid, route)
-            status, out = (
-                500,
-                orjson.dumps(
-                    {"error_code": "INTERNAL_ERROR", "message": "internal error", "request_id": rid}
-                ),
-            )
+            status, out = 500, orjson.dumps(internal_error_body(rid))
         self.metrics.observe_request(
             route, "POST", status, svc.version if svc else "none", time.perf_counter() - started
         )
@@ -346,21 +338,19 @@ class Predictor:
     def _predict(
         self, req: _Req, rid: str, svc: ModelService, body: bytes, route: str, kind: str
     ) -> tuple[dict, dict, np.ndarray, object]:
-        """Parse, validate and score: (raw columns, validated arrays, predictions, extra)."""
-        try:
-            if kind == "invocations":
-                columns, n = protocols.parse_invocations(body, req.content_type, svc.schema)
-                extra = None
-            elif kind == "predict":
-                columns, n, extra = protocols.parse_predict(body, req.content_type, svc.schema)
-            else:
-                columns, n, extra = protocols.parse_v2(body, req.content_type, svc.schema)
-            arrays = svc.schema.validate(columns, n)
-        except RequestError:
-            raise
-        except Exception as exc:  # unexpected parsing trouble is still the input's fault
-            log.warning("unparseable request %s on %s: %r", rid, route, exc)
-            raise RequestError(f"could not read the request: {type(exc).__name__}") from None
+        """Parse, validate and score: (raw columns, validated arrays, predictions, extra).
+
+        The parsers and the validator raise `RequestError` for every input problem; anything
+        else they raise is a bug and becomes a 500 in `handle`.
+        """
+        if kind == "invocations":
+            columns, n = protocols.parse_invocations(body, req.content_type, svc.schema)
+            extra = None
+        elif kind == "predict":
+            columns, n, extra = protocols.parse_predict(body, req.content_type, svc.schema)
+        else:
+            columns, n, extra = protocols.parse_v2(body, req.content_type, svc.schema)
+        arrays = svc.schema.validate(columns, n)
         return columns, arrays, svc.score(arrays, columns, n), extra
 
     def _log_entries(
@@ -430,6 +420,7 @@ _REASONS = {
     404: "404 Not Found",
     413: "413 Content Too Large",
     415: "415 Unsupported Media Type",
+    422: "422 Unprocessable Content",
     500: "500 Internal Server Error",
     503: "503 Service Unavailable",
 }
@@ -584,12 +575,20 @@ def _register_ops_routes(app: Flask, serving: Serving) -> None:
         from serving.openapi import build
 
         svc = serving.state.service
-        return _json(build(settings.model_name, svc.schema if svc else None, __version__))
+        schema = svc.schema if svc else None
+        doc = build(
+            settings.model_name,
+            schema,
+            __version__,
+            api_keys=bool(settings.api_keys),
+            admin=bool(settings.admin_token),
+        )
+        return _json(doc)
 
     @app.post("/admin/reload")
     def admin_reload():
         try:
-            _admin_auth(settings)
+            require_admin(request.environ, settings.admin_token)
         except RequestError as exc:
             return _error(exc)
         if serving.watcher is None:
@@ -613,29 +612,21 @@ def _version_header(serving: Serving) -> dict:
     return {"X-Model-Version": svc.version, "X-Model-Name": svc.name} if svc else {}
 
 
-def _admin_auth(settings: Settings) -> None:
-    token = settings.admin_token
-    if not token:
-        raise RequestError("admin routes are disabled: set MLCYCLE_ADMIN_TOKEN", status=403)
-    given = request.headers.get("X-Admin-Token")
-    if given is None:
-        header = request.headers.get("Authorization", "")
-        given = header[7:].strip() if header[:7].lower() == "bearer " else None
-    if not given:
-        raise RequestError("missing admin token: send Authorization: Bearer <token>", status=401)
-    if not hmac.compare_digest(given.encode(), token.encode()):
-        raise RequestError("invalid admin token", status=403)
-
-
 def _register_error_handlers(app: Flask) -> None:
+    """JSON bodies with the request id for what Flask itself refuses (unknown path, wrong
+    method) and for anything a view raises unexpectedly (a 500, logged with its traceback)."""
+
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        return _json(
-            {"error_code": exc.name.upper().replace(" ", "_"), "message": exc.description},
-            exc.code or 500,
-        )
+        status = exc.code or 500
+        code = ERROR_CODES.get(status) or exc.name.upper().replace(" ", "_")
+        rid = _request_id()
+        headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+        body = {"error_code": code, "message": exc.description or exc.name, "request_id": rid}
+        return _json(body, status, {**headers, "X-Request-ID": rid})
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return _json({"error_code": "INTERNAL_ERROR", "message": "internal error"}, 500)
+        rid = _request_id()
+        log.exception("request %s on %s %s failed", rid, request.method, request.path)
+        return _json(internal_error_body(rid), 500, {"X-Request-ID": rid})

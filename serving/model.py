@@ -2,9 +2,10 @@
 
 In: a loaded model (an `mlflow.pyfunc.PyFuncModel`, or any object with `predict_columns` and
 `spec`, e.g. a tiny stub in tests) plus its registry name, version and run id.
-Out: `ModelService.score(columns, n)` -> float64 probabilities, one per row. Uses the model's
-`predict_columns` fast path when it has one (no pandas) and falls back to `predict` on a
-DataFrame for generic pyfunc models.
+Out: `ModelService.score(columns, n)` -> float64 probabilities, one per row, or a 400
+`RequestError` for the model's own `InputError` (recognised by class name: `is_input_error`).
+Uses the model's `predict_columns` fast path when it has one (no pandas) and falls back to
+`predict` on a DataFrame for generic pyfunc models.
 """
 
 from __future__ import annotations
@@ -20,6 +21,17 @@ from serving.schema import Schema
 
 log = logging.getLogger(__name__)
 CHUNK_ROWS = 8192  # large batches go through the network in slices that stay in CPU cache
+
+
+def is_input_error(exc: BaseException) -> bool:
+    """True for the model's own "bad input" error: a class named `InputError` in its MRO.
+
+    Serving never imports `pipelines`, and a model logged from code is loaded under a module
+    name MLflow picks, so the class is recognised by name (`pipelines.model_code.InputError`,
+    or any pyfunc's own `InputError`), not by identity. A plain `ValueError` does not count:
+    it is as likely a bug in the model as a bad row, so it is answered 500 and logged.
+    """
+    return any(cls.__name__ == "InputError" for cls in type(exc).__mro__)
 
 
 def _python_model(model):
@@ -106,14 +118,20 @@ class ModelService:
             float64 probabilities, one per row.
 
         Raises:
-            RequestError: when the model itself rejects the input (e.g. its `InputError`).
+            RequestError: 400 when the model itself rejects the input (its `InputError`);
+                any other exception is the model's fault and propagates (a 500).
         """
         try:
             if self.cache is None or n > self.cache_max_rows:
                 return self._forward(columns, n)
             return self._cached(columns, raw, n)
-        except ValueError as exc:  # the model's InputError is a ValueError
-            raise RequestError(f"model rejected the input: {exc}") from None
+        except Exception as exc:
+            if not is_input_error(exc):
+                raise
+            column = getattr(exc, "column", None)
+            raise RequestError(
+                f"model rejected the input: {exc}", field=column if type(column) is str else None
+            ) from None
 
     def _forward(self, columns: dict[str, np.ndarray], n: int) -> np.ndarray:
         if self.batcher is not None:
