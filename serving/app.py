@@ -351,7 +351,16 @@ class Predictor:
         else:
             columns, n, extra = protocols.parse_v2(body, req.content_type, svc.schema)
         arrays = svc.schema.validate(columns, n)
-        return columns, arrays, svc.score(arrays, columns, n), extra
+        preds = svc.score(arrays, columns, n)
+        finite = np.isfinite(preds)
+        if not finite.all():  # finite inputs far outside the training data can overflow
+            row = int(np.flatnonzero(~finite)[0])
+            raise RequestError(
+                f"the model's output for row {row} is not a finite number",
+                status=422,
+                detail={"row": row},
+            )
+        return columns, arrays, preds, extra
 
     def _log_entries(
         self, rid: str, svc: ModelService, columns: dict, arrays: dict, preds: np.ndarray
@@ -575,11 +584,12 @@ def _register_ops_routes(app: Flask, serving: Serving) -> None:
         from serving.openapi import build
 
         svc = serving.state.service
-        schema = svc.schema if svc else None
         doc = build(
             settings.model_name,
-            schema,
+            svc.schema if svc else None,
             __version__,
+            loaded=svc.version if svc else None,
+            example=svc.example_columns()[1] if svc else None,
             api_keys=bool(settings.api_keys),
             admin=bool(settings.admin_token),
         )

@@ -1,7 +1,8 @@
 """The OpenAPI 3.1 document of every serving route, exact enough to fuzz (at `/openapi.json`).
 
-In: the registered model name, the loaded model's input `Schema` (None before the first load),
-the mlcycle version and whether API keys and the admin token are configured. Out: a dict.
+In: the registered model name, the loaded model's input `Schema`, version and one example row
+(all None before the first load), the mlcycle version and whether API keys and the admin token
+are configured. Out: a dict.
 
 Every operation lists each status and content type it can answer, and each body's exact
 schema (`additionalProperties: false`). Request schemas say what the validator
@@ -14,6 +15,9 @@ against this document. The web pages under `/ui` are not part of the API and are
 """
 
 from __future__ import annotations
+
+import csv
+import io
 
 from serving.errors import ERROR_CODES
 from serving.protocols import V2_NUMERIC
@@ -45,6 +49,8 @@ def build(
     schema: Schema | None,
     version: str,
     *,
+    loaded: str | None = None,
+    example: dict[str, list] | None = None,
     api_keys: bool = False,
     admin: bool = True,
 ) -> dict:
@@ -54,6 +60,8 @@ def build(
         model_name: registered model name (the only `{name}` the v2 routes know).
         schema: the loaded model's input schema; None before the first load (then any row).
         version: mlcycle version.
+        loaded: the loaded model version (the only `{version}` the v2 routes know), if any.
+        example: one valid row as `{column: [value]}` for the request examples, if any.
         api_keys: whether `MLCYCLE_API_KEYS` is set (the prediction routes may then answer
             401/403 and need a key).
         admin: whether `MLCYCLE_ADMIN_TOKEN` is set (else `/admin/reload` only answers 403).
@@ -61,10 +69,15 @@ def build(
     Returns:
         The OpenAPI 3.1 document as a dict.
     """
+    params = {
+        False: _path_params(model_name, None),
+        True: _path_params(model_name, loaded or ""),
+    }
+    row = {name: values[0] for name, values in example.items()} if example else None
     paths = {
-        **_prediction_paths(model_name, api_keys),
+        **_prediction_paths(params, api_keys, _examples(row, schema) if row and schema else {}),
         **_health_paths(),
-        **_v2_model_paths(model_name),
+        **_v2_model_paths(params),
         **_ops_paths(admin),
     }
     return {
@@ -110,7 +123,8 @@ def _model_headers() -> dict:
     }
 
 
-def _path_params(model_name: str, with_version: bool) -> list[dict]:
+def _path_params(model_name: str, loaded: str | None) -> list[dict]:
+    """`{name}`, and `{version}` unless `loaded` is None (its only value when not empty)."""
     params = [
         {
             "name": "name",
@@ -120,17 +134,48 @@ def _path_params(model_name: str, with_version: bool) -> list[dict]:
             "schema": {"type": "string", "enum": [model_name]},
         }
     ]
-    if with_version:
+    if loaded is not None:
+        version = {"type": "string", "enum": [loaded]} if loaded else {"type": "string"}
         params.append(
             {
                 "name": "version",
                 "in": "path",
                 "required": True,
                 "description": "The loaded version; any other version is a 404.",
-                "schema": {"type": "string", "minLength": 1},
+                "schema": {**version, "minLength": 1},
             }
         )
     return params
+
+
+def _examples(row: dict, schema: Schema) -> dict[str, dict]:
+    """Example bodies of every request format, each holding the one example row."""
+    names = list(schema.names)
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerows([names, ["" if row[n] is None else row[n] for n in names]])
+    tensors = [
+        {
+            "name": c.name,
+            "datatype": "FP64" if c.numeric else "BYTES",
+            "shape": [1],
+            "data": [row[c.name]],
+        }
+        for c in schema.columns
+    ]
+    split = {"columns": names, "data": [[row[n] for n in names]], "index": [0]}
+    invocation = {
+        "dataframe_split": {"dataframe_split": split},
+        "dataframe_records": {"dataframe_records": [row]},
+        "instances": {"instances": [row]},
+        "inputs": {"inputs": {n: [row[n]] for n in names}, "params": {}},
+    }
+    return {
+        "invocations": {k: {"value": v} for k, v in invocation.items()},
+        "csv": {"csv": {"value": text.getvalue()}},
+        "predict": {"one row": {"value": row}, "rows": {"value": [row, row]}},
+        "v2": {"tensors": {"value": {"id": "example-1", "inputs": tensors}}},
+    }
 
 
 # Request bodies ------------------------------------------------------------------------------
@@ -428,11 +473,21 @@ def _prediction_op(summary: str, tag: str, body: dict, ok: str, api_keys: bool, 
     return op
 
 
-def _prediction_paths(model_name: str, api_keys: bool) -> dict:
-    json_body = {"application/json": {"schema": _ref("V2Request")}}
-    csv = {"schema": {"type": "string", "description": "A header row, then one line per row."}}
-    invocations = {"application/json": {"schema": _ref("Invocation")}, "text/csv": csv}
-    invocations["application/csv"] = csv
+def _media(schema: dict, examples: dict | None) -> dict:
+    return {"schema": schema, "examples": examples} if examples else {"schema": schema}
+
+
+def _prediction_paths(params: dict[bool, list], api_keys: bool, examples: dict) -> dict:
+    json_body = {"application/json": _media(_ref("V2Request"), examples.get("v2"))}
+    text = _media(
+        {"type": "string", "description": "A header row, then one line per row."},
+        examples.get("csv"),
+    )
+    invocations = {
+        "application/json": _media(_ref("Invocation"), examples.get("invocations")),
+        "text/csv": text,
+        "application/csv": text,
+    }
     v2 = _prediction_op(
         "Inference (OIP v2): one 1-D tensor per input column",
         "v2",
@@ -449,7 +504,7 @@ def _prediction_paths(model_name: str, api_keys: bool) -> dict:
         api_keys,
         True,
     )
-    predict_body = {"application/json": {"schema": _ref("PredictRequest")}}
+    predict_body = {"application/json": _media(_ref("PredictRequest"), examples.get("predict"))}
     return {
         "/invocations": {
             "post": _prediction_op(
@@ -471,9 +526,9 @@ def _prediction_paths(model_name: str, api_keys: bool) -> dict:
                 False,
             )
         },
-        "/v2/models/{name}/infer": {"parameters": _path_params(model_name, False), "post": v2},
+        "/v2/models/{name}/infer": {"parameters": params[False], "post": v2},
         "/v2/models/{name}/versions/{version}/infer": {
-            "parameters": _path_params(model_name, True),
+            "parameters": params[True],
             "post": v2_version,
         },
     }
@@ -517,7 +572,7 @@ def _health_paths() -> dict:
     }
 
 
-def _v2_model_paths(model_name: str) -> dict:
+def _v2_model_paths(params: dict[bool, list]) -> dict:
     tensor_meta = _closed(
         {
             "name": _STRING,
@@ -556,9 +611,11 @@ def _v2_model_paths(model_name: str) -> dict:
     for suffix, with_version in (("", False), ("/versions/{version}", True)):
         meta = _get("Model metadata (OIP v2)", "v2", {"200": _json_ok(metadata), **model_errors})
         readiness = _get("Model readiness (OIP v2)", "v2", {"200": _json_ok(ready), **model_errors})
-        params = _path_params(model_name, with_version)
-        out[f"/v2/models/{{name}}{suffix}"] = {"parameters": params, **meta}
-        out[f"/v2/models/{{name}}{suffix}/ready"] = {"parameters": params, **readiness}
+        out[f"/v2/models/{{name}}{suffix}"] = {"parameters": params[with_version], **meta}
+        out[f"/v2/models/{{name}}{suffix}/ready"] = {
+            "parameters": params[with_version],
+            **readiness,
+        }
     return out
 
 

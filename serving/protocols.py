@@ -408,6 +408,13 @@ def _v2_check_keys(doc: dict, allowed: frozenset, where: str) -> None:
         raise RequestError(f"'{where}parameters' must be an object", field=f"{where}parameters")
 
 
+def _dimension(value) -> bool:
+    """A non-negative integer; `2.0` counts, as it does for JSON Schema's `integer`."""
+    if type(value) is float:
+        return value.is_integer() and value >= 0
+    return type(value) is int and value >= 0
+
+
 def _v2_tensor(i: int, tensor, schema: Schema):
     if type(tensor) is not dict:
         raise RequestError(f"inputs[{i}] must be a tensor object", field=f"inputs[{i}]")
@@ -421,13 +428,13 @@ def _v2_tensor(i: int, tensor, schema: Schema):
         raise RequestError(f"input '{name}': 'data' must be a list", field=name)
     if data and all(type(row) is list for row in data):  # [n, 1] (or [n, k]) row by row
         data = [v for row in data for v in row]
-    if type(shape) is not list or not all(type(s) is int and s >= 0 for s in shape):
+    if type(shape) is not list or not all(_dimension(s) for s in shape):
         raise RequestError(
             f"input '{name}': 'shape' must be a list of non-negative integers", field=name
         )
     size = 1
     for s in shape:
-        size *= s
+        size *= int(s)
     if size != len(data):
         raise RequestError(
             f"input '{name}': shape {shape} does not match {len(data)} values", field=name

@@ -142,3 +142,19 @@ def test_a_bug_in_an_ops_route_is_a_logged_json_500(serve, monkeypatch, caplog):
         resp = client.get("/metrics", headers={"X-Request-ID": "rid-metrics"})
     assert resp.status_code == 500 and resp.get_json() == internal_error_body("rid-metrics")
     assert any("rid-metrics" in r.getMessage() and r.exc_info for r in caplog.records)
+
+
+class NanModel(StubModel):
+    """The stub model, giving NaN for the second row (as overflowing activations do)."""
+
+    def predict_columns(self, columns):
+        out = super().predict_columns(columns)
+        out[1:2] = float("nan")
+        return out
+
+
+def test_a_non_finite_model_output_is_a_422_naming_the_row(serve):
+    resp = serve(NanModel()).post("/predict", json=[ROW, ROW, ROW])
+    body = resp.get_json()
+    assert resp.status_code == 422, body
+    assert body["error_code"] == "UNPROCESSABLE" and body["detail"] == {"row": 1}
