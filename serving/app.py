@@ -25,7 +25,7 @@ from werkzeug.exceptions import HTTPException
 
 from serving import protocols
 from serving.auth import require_admin, require_api_key
-from serving.errors import ERROR_CODES, RequestError, internal_error_body
+from serving.errors import ERROR_CODES, RequestError, internal_error_body, request_id
 from serving.metrics import get_metrics, render
 from serving.model import ModelService
 from serving.predlog import PredictionLog, build_batch, build_rows, open_store
@@ -167,13 +167,8 @@ def _json(payload, status: int = 200, headers: dict | None = None) -> Response:
     )
 
 
-def _request_id() -> str:
-    """The request's `X-Request-ID`, else a fresh one (for error bodies outside the core)."""
-    return request.headers.get("X-Request-ID") or os.urandom(16).hex()
-
-
 def _error(exc: RequestError, headers: dict | None = None) -> Response:
-    rid = _request_id()
+    rid = request_id(request.environ)
     return _json(
         exc.to_dict(rid), exc.status, {**(headers or {}), **exc.headers, "X-Request-ID": rid}
     )
@@ -281,7 +276,7 @@ class Predictor:
         """
         started = time.perf_counter()
         serving = self.serving
-        rid = req.header("X-Request-ID") or os.urandom(16).hex()
+        rid = request_id(req.environ)
         svc = serving.state.service
         headers = {"X-Request-ID": rid}
         try:
@@ -630,13 +625,13 @@ def _register_error_handlers(app: Flask) -> None:
     def http_error(exc: HTTPException):
         status = exc.code or 500
         code = ERROR_CODES.get(status) or exc.name.upper().replace(" ", "_")
-        rid = _request_id()
+        rid = request_id(request.environ)
         headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
         body = {"error_code": code, "message": exc.description or exc.name, "request_id": rid}
         return _json(body, status, {**headers, "X-Request-ID": rid})
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
-        rid = _request_id()
+        rid = request_id(request.environ)
         log.exception("request %s on %s %s failed", rid, request.method, request.path)
         return _json(internal_error_body(rid), 500, {"X-Request-ID": rid})

@@ -10,7 +10,6 @@ go from the browser to the public API (`POST /predict`, `POST /invocations`) on 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from typing import Any
 
@@ -26,7 +25,7 @@ from flask import (
 )
 
 from serving.auth import require_admin
-from serving.errors import RequestError
+from serving.errors import RequestError, request_id
 from serving.web import charts, forms, models, reports
 from serving.web.live import LiveSampler
 from serving.web.settings import get_settings as web_settings
@@ -82,7 +81,7 @@ def _page(template: str, **context: Any) -> Response:
 
 def _json_error(exc: RequestError) -> Response:
     """The API's JSON error body (with the request id) for a refused web action."""
-    rid = request.headers.get("X-Request-ID") or os.urandom(16).hex()
+    rid = request_id(request.environ)
     resp = jsonify(exc.to_dict(rid))
     resp.status_code = exc.status
     resp.headers.update({**exc.headers, "X-Request-ID": rid})

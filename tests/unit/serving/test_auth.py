@@ -111,3 +111,15 @@ def test_admin_routes_disabled_without_a_token(no_admin, path):
     for headers in ({}, {"X-Admin-Token": "anything"}, {"Authorization": "Bearer anything"}):
         body = _refused(no_admin.post(path, json={}, headers=headers), 403, "PERMISSION_DENIED")
         assert body["message"] == "admin routes are disabled: set MLCYCLE_ADMIN_TOKEN"
+
+
+def test_the_document_follows_the_auth_settings(app, no_admin):
+    doc = app.test_client().get("/openapi.json").get_json()
+    predict = doc["paths"]["/predict"]["post"]
+    assert {"401", "403"} <= set(predict["responses"])
+    assert predict["security"] == [{"ApiKey": []}, {"ApiKeyBearer": []}]
+    assert {"200", "401", "403"} <= set(doc["paths"]["/admin/reload"]["post"]["responses"])
+    off = no_admin.get("/openapi.json").get_json()
+    assert "security" not in off["paths"]["/predict"]["post"]
+    assert not {"401", "403"} & set(off["paths"]["/predict"]["post"]["responses"])
+    assert set(off["paths"]["/admin/reload"]["post"]["responses"]) == {"403", "500"}
