@@ -14,7 +14,6 @@ and each worker closes its prediction log when it exits (`Serving.close_at_exit`
 
 from __future__ import annotations
 
-import hmac
 import importlib.util
 import logging
 import os
@@ -30,7 +29,14 @@ from werkzeug.exceptions import HTTPException
 from mlcycle.prediction_log import build_batch, build_rows
 from serving import protocols
 from serving.admission import Admission, ServerSlots, drain
-from serving.errors import RequestError, Unavailable, internal_error_body
+from serving.auth import require_admin, require_api_key
+from serving.errors import (
+    ERROR_CODES,
+    RequestError,
+    Unavailable,
+    internal_error_body,
+    request_id,
+)
 from serving.guard import OutOfRange
 from serving.metrics import get_metrics, render
 from serving.model import ModelService
@@ -229,7 +235,10 @@ def _json(payload, status: int = 200, headers: dict | None = None) -> Response:
 
 
 def _error(exc: RequestError, headers: dict | None = None) -> Response:
-    return _json(exc.to_dict(), exc.status, headers)
+    rid = request_id(request.environ)
+    return _json(
+        exc.to_dict(rid), exc.status, {**(headers or {}), **exc.headers, "X-Request-ID": rid}
+    )
 
 
 def create_app(
@@ -269,20 +278,6 @@ def create_app(
     return app
 
 
-def _auth(settings: Settings, req: _Req) -> None:
-    keys = settings.api_keys
-    if not keys:
-        return
-    given = req.header("X-API-Key")
-    if given is None:
-        header = req.header("Authorization") or ""
-        given = header[7:].strip() if header[:7].lower() == "bearer " else None
-    if not given:
-        raise RequestError("missing API key: send header X-API-Key", status=401)
-    if not any(hmac.compare_digest(given.encode(), k.encode()) for k in keys):
-        raise RequestError("invalid API key", status=403)
-
-
 class _Req:
     """The parts of a request the prediction core needs, from Flask or from raw WSGI."""
 
@@ -309,6 +304,8 @@ class _Req:
     def body(self, limit: int) -> bytes:
         """The body, or a 413 past `limit` bytes (the caller drains what is left)."""
         length = self.length
+        if length is not None and length < 0:
+            raise RequestError("invalid Content-Length header")
         if length is not None and length > limit:
             raise RequestError(
                 f"body of {length} bytes exceeds the limit of {limit} bytes "
@@ -353,17 +350,17 @@ class Predictor:
             (status, headers, JSON body).
         """
         started = time.perf_counter()
-        rid = req.header("X-Request-ID") or os.urandom(16).hex()
+        rid = request_id(req.environ)
         headers = {"X-Request-ID": rid}
         svc = self.serving.state.service
         try:
             with self.admission.enter():
-                svc, payload = self._admitted(req, rid, headers, route, kind, version)
+                svc, payload = self._admitted(req, rid, headers, kind, version)
             status, out = 200, orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
         except RequestError as exc:
             status, out = exc.status, orjson.dumps(exc.to_dict(rid))
             headers.update(exc.headers)
-        except Exception:
+        except Exception:  # a bug or a broken dependency, never the client's fault
             log.exception("request %s on %s failed", rid, route)
             status, out = 500, orjson.dumps(internal_error_body(rid))
         if not req.drain(self.settings.drain_bytes):
@@ -374,11 +371,11 @@ class Predictor:
         return status, headers, out
 
     def _admitted(
-        self, req: _Req, rid: str, headers: dict, route: str, kind: str, version: str | None
+        self, req: _Req, rid: str, headers: dict, kind: str, version: str | None
     ) -> tuple[ModelService, dict]:
         """The admitted request: read, check, score, log; (the model used, the answer)."""
         serving = self.serving
-        _auth(self.settings, req)
+        require_api_key(req.environ, self.settings.api_keys)
         if not serving.log_ok():
             raise Unavailable("prediction log unavailable; nothing can be recorded, retry")
         body = req.body(self.settings.max_body_bytes)
@@ -392,19 +389,12 @@ class Predictor:
                 field="version",
             )
         if len(body) < self.settings.large_body_bytes:
-            return svc, self._score(req, rid, svc, body, route, kind, headers)
+            return svc, self._score(req, rid, svc, body, kind, headers)
         with self.admission.large():
-            return svc, self._score(req, rid, svc, body, route, kind, headers)
+            return svc, self._score(req, rid, svc, body, kind, headers)
 
     def _score(
-        self,
-        req: _Req,
-        rid: str,
-        svc: ModelService,
-        body: bytes,
-        route: str,
-        kind: str,
-        headers: dict,
+        self, req: _Req, rid: str, svc: ModelService, body: bytes, kind: str, headers: dict
     ) -> dict:
         """Score, log and answer; `X-Out-Of-Range` goes into `headers` when rows are flagged.
 
@@ -416,9 +406,7 @@ class Predictor:
         log_turn = predlog.expect() if predlog is not None else None
         batch_turn = svc.batcher.expect() if svc.batcher is not None else None
         try:
-            columns, arrays, preds, extra, flags = self._predict(
-                req, rid, svc, body, route, kind, batch_turn
-            )
+            columns, arrays, preds, extra, flags = self._predict(req, svc, body, kind, batch_turn)
             rows, batches = self._log_entries(rid, svc, columns, arrays, preds)
             if predlog is not None:
                 predlog.write(rows, batches, expected=log_turn)
@@ -433,38 +421,33 @@ class Predictor:
     def _predict(
         self,
         req: _Req,
-        rid: str,
         svc: ModelService,
         body: bytes,
-        route: str,
         kind: str,
         batch_turn=None,
     ) -> tuple[dict, dict, np.ndarray, object, OutOfRange | None]:
         """Parse, validate, guard and score.
 
+        The parsers and the validator raise `RequestError` for every input problem; anything
+        else they raise is a bug and becomes a 500 in `handle`.
+
         Returns:
             (raw columns, validated arrays, predictions, extra, out-of-range flags or None).
         """
-        try:
-            if kind == "invocations":
-                columns, n = protocols.parse_invocations(body, req.content_type, svc.schema)
-                extra = None
-            elif kind == "predict":
-                columns, n, extra = protocols.parse_predict(body, req.content_type, svc.schema)
-            else:
-                columns, n, extra = protocols.parse_v2(body, req.content_type, svc.schema)
-            if n > self.settings.max_rows:
-                raise RequestError(
-                    f"{n} rows exceed the limit of {self.settings.max_rows} rows per request "
-                    "(MLCYCLE_MAX_ROWS)",
-                    status=413,
-                )
-            arrays = svc.schema.validate(columns, n)
-        except RequestError:
-            raise
-        except Exception as exc:  # unexpected parsing trouble is still the input's fault
-            log.warning("unparseable request %s on %s: %r", rid, route, exc)
-            raise RequestError(f"could not read the request: {type(exc).__name__}") from None
+        if kind == "invocations":
+            columns, n = protocols.parse_invocations(body, req.content_type, svc.schema)
+            extra = None
+        elif kind == "predict":
+            columns, n, extra = protocols.parse_predict(body, req.content_type, svc.schema)
+        else:
+            columns, n, extra = protocols.parse_v2(body, req.content_type, svc.schema)
+        if n > self.settings.max_rows:
+            raise RequestError(
+                f"{n} rows exceed the limit of {self.settings.max_rows} rows per request "
+                "(MLCYCLE_MAX_ROWS)",
+                status=413,
+            )
+        arrays = svc.schema.validate(columns, n)
         flags = self._check_range(svc, arrays, n)
         return columns, arrays, svc.score(arrays, columns, n, batch_turn), extra, flags
 
@@ -728,12 +711,21 @@ def _register_ops_routes(app: Flask, serving: Serving) -> None:
         from serving.openapi import build
 
         svc = serving.state.service
-        return _json(build(settings.model_name, svc.schema if svc else None, __version__))
+        doc = build(
+            settings.model_name,
+            svc.schema if svc else None,
+            __version__,
+            loaded=svc.version if svc else None,
+            example=svc.example_columns()[1] if svc else None,
+            api_keys=bool(settings.api_keys),
+            admin=bool(settings.admin_token),
+        )
+        return _json(doc)
 
     @app.post("/admin/reload")
     def admin_reload():
         try:
-            _admin_auth(settings)
+            require_admin(request.environ, settings.admin_token)
         except RequestError as exc:
             return _error(exc)
         if serving.watcher is None:
@@ -758,29 +750,21 @@ def _version_header(serving: Serving) -> dict:
     return {"X-Model-Version": svc.version, "X-Model-Name": svc.name} if svc else {}
 
 
-def _admin_auth(settings: Settings) -> None:
-    token = settings.admin_token
-    if not token:
-        raise RequestError("admin routes are disabled: set MLCYCLE_ADMIN_TOKEN", status=403)
-    given = request.headers.get("X-Admin-Token")
-    if given is None:
-        header = request.headers.get("Authorization", "")
-        given = header[7:].strip() if header[:7].lower() == "bearer " else None
-    if not given:
-        raise RequestError("missing admin token: send Authorization: Bearer <token>", status=401)
-    if not hmac.compare_digest(given.encode(), token.encode()):
-        raise RequestError("invalid admin token", status=403)
-
-
 def _register_error_handlers(app: Flask) -> None:
+    """JSON bodies with the request id for what Flask itself refuses (unknown path, wrong
+    method) and for anything a view raises unexpectedly (a 500, logged with its traceback)."""
+
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        return _json(
-            {"error_code": exc.name.upper().replace(" ", "_"), "message": exc.description},
-            exc.code or 500,
-        )
+        status = exc.code or 500
+        code = ERROR_CODES.get(status) or exc.name.upper().replace(" ", "_")
+        rid = request_id(request.environ)
+        headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+        body = {"error_code": code, "message": exc.description or exc.name, "request_id": rid}
+        return _json(body, status, {**headers, "X-Request-ID": rid})
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return _json({"error_code": "INTERNAL_ERROR", "message": "internal error"}, 500)
+        rid = request_id(request.environ)
+        log.exception("request %s on %s %s failed", rid, request.method, request.path)
+        return _json(internal_error_body(rid), 500, {"X-Request-ID": rid})

@@ -4,9 +4,13 @@ In: raised by authentication, parsing, validation, the range guard, admission co
 prediction log. Out: turned into one JSON error body by the app (`to_dict`, plus the request
 id), with `headers` (e.g. `Retry-After`) on the response. Anything else raised while serving a
 request is an internal error: a 500 with the request id, logged with its traceback.
+`request_id` gives that id: the client's `X-Request-ID`, else a fresh one.
 """
 
 from __future__ import annotations
+
+import os
+from collections.abc import Mapping
 
 ERROR_CODES = {
     400: "BAD_REQUEST",
@@ -65,6 +69,11 @@ class RequestError(Exception):
         if request_id is not None:
             body["request_id"] = request_id
         return body
+
+
+def request_id(environ: Mapping) -> str:
+    """The request's `X-Request-ID` header (WSGI environ), else a fresh random id."""
+    return environ.get("HTTP_X_REQUEST_ID") or os.urandom(16).hex()
 
 
 def internal_error_body(request_id: str) -> dict:

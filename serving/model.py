@@ -3,9 +3,11 @@
 In: a loaded model (an `mlflow.pyfunc.PyFuncModel`, or any object with `predict_columns` and
 `spec`, e.g. a tiny stub in tests) plus its registry name, version and run id.
 Out: `ModelService.score(columns, n)` -> float64 probabilities, one per row, all finite (a
-non-finite one is a 422); `ModelService.check_range(columns, n)` -> the rows outside the
-version's training reference (`serving.guard`). Uses the model's `predict_columns` fast path
-when it has one (no pandas) and falls back to `predict` on a DataFrame for generic pyfunc models.
+non-finite one is a 422), or a 400 `RequestError` for the model's own `InputError` (recognised
+by class name: `is_input_error`); `ModelService.check_range(columns, n)` -> the rows outside
+the version's training reference (`serving.guard`). Uses the model's `predict_columns` fast
+path when it has one (no pandas) and falls back to `predict` on a DataFrame for generic pyfunc
+models.
 """
 
 from __future__ import annotations
@@ -24,6 +26,17 @@ from serving.schema import Schema
 log = logging.getLogger(__name__)
 CHUNK_ROWS = 8192  # large batches go through the network in slices that stay in CPU cache
 _SHOWN_ROWS = 10  # rows named in a non-finite-output error
+
+
+def is_input_error(exc: BaseException) -> bool:
+    """True for the model's own "bad input" error: a class named `InputError` in its MRO.
+
+    Serving never imports `pipelines`, and a model logged from code is loaded under a module
+    name MLflow picks, so the class is recognised by name (`pipelines.model_code.InputError`,
+    or any pyfunc's own `InputError`), not by identity. A plain `ValueError` does not count:
+    it is as likely a bug in the model as a bad row, so it is answered 500 and logged.
+    """
+    return any(cls.__name__ == "InputError" for cls in type(exc).__mro__)
 
 
 def _python_model(model):
@@ -121,16 +134,22 @@ class ModelService:
             float64 probabilities, one per row, all finite.
 
         Raises:
-            RequestError: 400 when the model itself rejects the input (e.g. its
-                `InputError`); 422 naming the rows when it gives a non-finite probability.
+            RequestError: 400 when the model itself rejects the input (its `InputError`;
+                any other exception is the model's fault and propagates: a 500); 422 naming
+                the rows when it gives a non-finite probability.
         """
         try:
             if self.cache is None or n > self.cache_max_rows:
                 preds = self._forward(columns, n, turn)
             else:
                 preds = self._cached(columns, raw, n, turn)
-        except ValueError as exc:  # the model's InputError is a ValueError
-            raise RequestError(f"model rejected the input: {exc}") from None
+        except Exception as exc:
+            if not is_input_error(exc):
+                raise
+            column = getattr(exc, "column", None)
+            raise RequestError(
+                f"model rejected the input: {exc}", field=column if type(column) is str else None
+            ) from None
         _check_finite(preds)
         return preds
 

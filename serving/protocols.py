@@ -105,6 +105,8 @@ def parse_invocations(body: bytes, content_type: str | None, schema: Schema):
             + ", ".join(MLFLOW_FORMATS)
             + (f" (got {', '.join(present)})" if present else "")
         )
+    if type(doc.get("params", {})) is not dict:
+        raise RequestError("'params' must be an object", field="params")
     fmt = present[0]
     value = doc[fmt]
     if fmt == "dataframe_split":
@@ -162,12 +164,23 @@ def _transpose(rows: list, names) -> dict | None:
     return {name: grid[:, j] for j, name in enumerate(names)}
 
 
+_SPLIT_KEYS = frozenset(("columns", "data", "index"))
+
+
 def split_to_columns(split, schema: Schema):
-    """pandas `split` orientation (`columns` + `data`, `index` ignored) to columns."""
+    """pandas `split` orientation (`columns` + `data`, a list `index` ignored) to columns."""
     if type(split) is not dict:
         raise RequestError(
             "'dataframe_split' must be an object with 'columns' and 'data'", field="dataframe_split"
         )
+    unknown = sorted(k for k in split if k not in _SPLIT_KEYS)
+    if unknown:  # pandas' read_json(orient="split") refuses them too
+        raise RequestError(
+            f"unknown key 'dataframe_split.{unknown[0]}'; expected columns, data, index",
+            field=f"dataframe_split.{unknown[0]}",
+        )
+    if type(split.get("index", [])) is not list:
+        raise RequestError("'dataframe_split.index' must be a list", field="dataframe_split.index")
     columns, data = split.get("columns"), split.get("data")
     if type(columns) is not list or not all(type(c) is str for c in columns):
         raise RequestError(
@@ -227,7 +240,10 @@ def parse_csv(body: bytes, schema: Schema):
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise RequestError("CSV body must be UTF-8") from None
-    rows = list(csv.reader(io.StringIO(text)))
+    try:
+        rows = list(csv.reader(io.StringIO(text)))
+    except csv.Error as exc:  # a NUL byte, a field over csv's size limit
+        raise RequestError(f"malformed CSV: {exc}") from None
     if not rows:
         raise RequestError("empty CSV: send a header row and at least one row")
     header, data = rows[0], [r for r in rows[1:] if r]
@@ -258,6 +274,8 @@ def _csv_header(body: bytes, schema: Schema) -> list[str]:
         header = next(csv.reader(io.StringIO(first.decode("utf-8"))), [])
     except UnicodeDecodeError:
         raise RequestError("CSV body must be UTF-8") from None
+    except csv.Error as exc:
+        raise RequestError(f"malformed CSV: {exc}") from None
     if not header:
         raise RequestError("empty CSV: send a header row and at least one row")
     if len(set(header)) != len(header):
@@ -282,6 +300,8 @@ def _parse_csv_arrow(body: bytes, schema: Schema):
     except pa.ArrowInvalid as exc:
         message = str(exc)
         raise RequestError(_csv_error(message, header), field=_csv_field(message, header)) from None
+    if table.column_names != header:  # e.g. a quoted line break inside the header row
+        raise RequestError("malformed CSV: the header row could not be read")
     if table.num_rows == 0:
         raise RequestError("empty batch: send at least one row")
     out = {}
@@ -375,6 +395,13 @@ def parse_v2(body: bytes, content_type: str | None, schema: Schema):
         raise RequestError(
             "body must be an object with an 'inputs' list of tensors", field="inputs"
         )
+    _v2_check_keys(doc, _V2_REQUEST, "")
+    rid = doc.get("id")
+    if "id" in doc and type(rid) is not str:
+        raise RequestError("'id' must be a string", field="id")
+    outputs = doc.get("outputs", [])
+    if type(outputs) is not list or not all(type(o) is dict for o in outputs):
+        raise RequestError("'outputs' must be a list of objects", field="outputs")
     columns = {}
     for i, tensor in enumerate(doc["inputs"]):
         name, values = _v2_tensor(i, tensor, schema)
@@ -384,13 +411,33 @@ def parse_v2(body: bytes, content_type: str | None, schema: Schema):
     cols, n = dict_to_columns(columns, schema, "inputs") if columns else ({}, 0)
     if not n:
         raise RequestError("empty batch: send at least one row", field="inputs")
-    rid = doc.get("id")
-    return cols, n, rid if isinstance(rid, str) else None
+    return cols, n, rid
+
+
+_V2_REQUEST = frozenset(("id", "inputs", "outputs", "parameters"))
+_V2_TENSOR = frozenset(("name", "datatype", "shape", "data", "parameters"))
+
+
+def _v2_check_keys(doc: dict, allowed: frozenset, where: str) -> None:
+    """Only the Open Inference Protocol's keys, and `parameters` (when given) an object."""
+    unknown = sorted(k for k in doc if k not in allowed)
+    if unknown:
+        raise RequestError(f"unknown key '{where}{unknown[0]}'", field=f"{where}{unknown[0]}")
+    if type(doc.get("parameters", {})) is not dict:
+        raise RequestError(f"'{where}parameters' must be an object", field=f"{where}parameters")
+
+
+def _dimension(value) -> bool:
+    """A non-negative integer; `2.0` counts, as it does for JSON Schema's `integer`."""
+    if type(value) is float:
+        return value.is_integer() and value >= 0
+    return type(value) is int and value >= 0
 
 
 def _v2_tensor(i: int, tensor, schema: Schema):
     if type(tensor) is not dict:
         raise RequestError(f"inputs[{i}] must be a tensor object", field=f"inputs[{i}]")
+    _v2_check_keys(tensor, _V2_TENSOR, f"inputs[{i}].")
     name, dtype, shape, data = (tensor.get(k) for k in ("name", "datatype", "shape", "data"))
     if type(name) is not str:
         raise RequestError(f"inputs[{i}].name must be a string", field=f"inputs[{i}].name")
@@ -398,19 +445,21 @@ def _v2_tensor(i: int, tensor, schema: Schema):
         raise RequestError(f"unexpected input '{name}'", field=name)
     if type(data) is not list:
         raise RequestError(f"input '{name}': 'data' must be a list", field=name)
-    if data and type(data[0]) is list:
-        data = [v for row in data for v in (row if type(row) is list else [row])]
-    if type(shape) is not list or not all(type(s) is int for s in shape):
-        raise RequestError(f"input '{name}': 'shape' must be a list of integers", field=name)
+    if data and all(type(row) is list for row in data):  # [n, 1] (or [n, k]) row by row
+        data = [v for row in data for v in row]
+    if type(shape) is not list or not all(_dimension(s) for s in shape):
+        raise RequestError(
+            f"input '{name}': 'shape' must be a list of non-negative integers", field=name
+        )
     size = 1
     for s in shape:
-        size *= s
+        size *= int(s)
     if size != len(data):
         raise RequestError(
             f"input '{name}': shape {shape} does not match {len(data)} values", field=name
         )
     col = schema.by_name[name]
-    if col.numeric and dtype not in V2_NUMERIC:
+    if col.numeric and (type(dtype) is not str or dtype not in V2_NUMERIC):
         raise RequestError(
             f"input '{name}' must have a numeric datatype (FP64, INT64, ...), got {dtype!r}",
             field=name,

@@ -9,7 +9,6 @@ go from the browser to the public API (`POST /predict`, `POST /invocations`) on 
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 from typing import Any
@@ -25,6 +24,8 @@ from flask import (
     send_file,
 )
 
+from serving.auth import require_admin
+from serving.errors import RequestError, request_id
 from serving.web import charts, forms, models, reports
 from serving.web.live import LiveSampler
 from serving.web.settings import get_settings as web_settings
@@ -78,11 +79,12 @@ def _page(template: str, **context: Any) -> Response:
     return resp
 
 
-def _json_error(message: str, status: int) -> Response:
-    resp = jsonify(
-        {"error_code": "BAD_REQUEST" if status == 400 else str(status), "message": message}
-    )
-    resp.status_code = status
+def _json_error(exc: RequestError) -> Response:
+    """The API's JSON error body (with the request id) for a refused web action."""
+    rid = request_id(request.environ)
+    resp = jsonify(exc.to_dict(rid))
+    resp.status_code = exc.status
+    resp.headers.update({**exc.headers, "X-Request-ID": rid})
     return resp
 
 
@@ -212,19 +214,16 @@ def serving_api() -> Response:
     )
 
 
-def _check_admin() -> Response | None:
-    """None when the request carries the admin token as a header of a JSON POST."""
-    token = _settings().admin_token
-    if not token:
-        return _json_error("admin actions are disabled: set MLCYCLE_ADMIN_TOKEN on the server", 403)
+def _check_admin() -> None:
+    """Pass when the request carries the admin token (`serving.auth`) on a JSON POST.
+
+    Raises:
+        RequestError: 401/403 from `require_admin`, 415 for a body other than JSON (an HTML
+            form posted from another site cannot set a JSON content type).
+    """
+    require_admin(request.environ, _settings().admin_token)
     if not request.is_json:
-        return _json_error("send the action as JSON (Content-Type: application/json)", 415)
-    given = request.headers.get("X-Admin-Token", "")
-    if not given:
-        return _json_error("missing admin token (header X-Admin-Token)", 401)
-    if not hmac.compare_digest(given.encode(), token.encode()):
-        return _json_error("invalid admin token", 403)
-    return None
+        raise RequestError("send the action as JSON (Content-Type: application/json)", 415)
 
 
 def _body() -> dict:
@@ -233,9 +232,10 @@ def _body() -> dict:
 
 
 def _registry_action(action: str) -> Response:
-    refused = _check_admin()
-    if refused is not None:
-        return refused
+    try:
+        _check_admin()
+    except RequestError as exc:
+        return _json_error(exc)
     from mlcycle.config import configure_mlflow
     from mlcycle.registry import RegistryError, promote, rollback
 
@@ -248,12 +248,13 @@ def _registry_action(action: str) -> Response:
         if action == "promote":
             version = str(data.get("version") or "").strip()
             if not version.isdigit():
-                return _json_error('give the version to promote, e.g. {"version": "2"}', 400)
+                hint = 'give the version to promote, e.g. {"version": "2"}'
+                return _json_error(RequestError(hint, field="version"))
             entry = promote(name, version, str(data.get("to") or "production"), reason, by)
         else:
             entry = rollback(name, reason, by)
     except RegistryError as exc:
-        return _json_error(str(exc), 400)
+        return _json_error(RequestError(str(exc)))
     serving = _serving()
     if serving is not None and getattr(serving, "watcher", None) is not None:
         serving.watcher.trigger()
