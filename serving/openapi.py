@@ -408,22 +408,48 @@ def _response_schemas() -> dict:
             },
             ("parameters",),
         ),
-        "Readiness": _closed(_readiness()),
+        "Readiness": _closed(_readiness(), READINESS_EXTRA),
     }
 
 
+READINESS_EXTRA = ("draining", "worker_pid", "prediction_log")  # the health routes add these
+
+
 def _readiness() -> dict:
-    """The properties of `ServingState.detail()` (`/health` adds `status`)."""
+    """The properties of `ServingState.detail()` plus what the health routes add (`/health`
+    also adds `status`)."""
     nullable = {"type": ["string", "null"]}
+    number = {"type": ["number", "null"]}
+    load_error = _closed(
+        {
+            "version": _STRING,
+            "error": _STRING,
+            "at": {"type": "number"},
+            "attempts": {"type": "integer"},
+            "next_retry_at": {"type": "number"},
+        }
+    )
+    prediction_log = _closed(
+        {
+            "available": {"type": "boolean"},
+            "error": nullable,
+            "unavailable_since": number,
+            "waiting": {"type": "integer"},
+            "stalled_s": {"type": "number"},
+        }
+    )
     return {
         "ready": {"type": "boolean"},
         "model_name": nullable,
         "model_version": nullable,
         "run_id": nullable,
         "target_version": nullable,
-        "last_load_error": nullable,
+        "last_load_error": {"oneOf": [{"type": "null"}, load_error]},
         "registry_error": nullable,
-        "last_check": {"type": ["number", "null"]},
+        "last_check": number,
+        "draining": nullable,
+        "worker_pid": {"type": "integer"},
+        "prediction_log": prediction_log,
     }
 
 
@@ -542,8 +568,8 @@ def _get(summary: str, tag: str, responses: dict) -> dict:
 
 def _health_paths() -> dict:
     ready = _ref("Readiness")
-    health = _closed({**_readiness(), "status": {"enum": ["ok", "loading"]}})
-    live = _closed({"live": {"type": "boolean"}})
+    health = _closed({**_readiness(), "status": {"enum": ["ok", "loading"]}}, READINESS_EXTRA)
+    live = _closed({"live": {"type": "boolean"}, "reason": _STRING}, ("reason",))
     text = {"text/plain": {"schema": _STRING}}
     return {
         "/ping": _get(
@@ -637,6 +663,8 @@ def _ops_paths(admin: bool) -> dict:
                     "reloaded": {"type": "boolean"},
                     "previous_version": nullable,
                     "model_version": nullable,
+                    "worker_pid": {"type": "integer"},
+                    "other_workers_signalled": {"type": "boolean"},
                     "detail": _ref("Readiness"),
                 }
             ),
