@@ -137,6 +137,7 @@ class PredictionLog:
             self._hooks.committed(sum(s.size for s in group), time.perf_counter() - started)
 
     def _set_unavailable(self, exc: BaseException) -> None:
+        """(Store lock held.) Refuse writes until a probe gets one through."""
         self.last_error = f"{type(exc).__name__}: {exc}"[:300]
         if self.available:
             self.available = False
@@ -160,12 +161,17 @@ class PredictionLog:
         self._report(self._hooks.availability, True)
 
     def _probe_loop(self) -> None:
-        """Commit a heartbeat every `probe_s` until the store takes one (or `close`)."""
-        while not self._closed and not self.available:
+        """Commit a heartbeat every `probe_s` until the store takes one (or `close`).
+
+        The thread stands down under the store lock, which a failing commit also holds when
+        it asks for a probe: so a failure is never left without one.
+        """
+        while True:
             time.sleep(self._probe_s)
             with self._store_lock:
                 if self.available or self._closed:
-                    break
+                    self._prober = None
+                    return
                 try:
                     if self._store is None:
                         self._store = self._factory()
@@ -175,7 +181,8 @@ class PredictionLog:
                     self.last_error = f"{type(exc).__name__}: {exc}"[:300]
                     continue
                 self._set_available()
-        self._prober = None
+                self._prober = None
+                return
 
     @staticmethod
     def _report(hook, *args) -> None:
