@@ -14,6 +14,7 @@ import functools
 import importlib.util
 import json
 import sqlite3
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +29,7 @@ def _module(name: str):
     """A sibling benchmark script as a module (its server and wrk helpers are shared)."""
     spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / f"benchmarks/{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 

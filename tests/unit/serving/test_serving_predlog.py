@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from mlcycle.prediction_log import build_batch, build_rows
+from mlcycle.prediction_log import ROW_COLUMNS, build_batch, build_rows
 from serving.predlog import LogHooks, LogUnavailable, PredictionLog, SqliteStore, open_store
 
 
@@ -39,16 +39,7 @@ def test_schema_matches_contract(tmp_path):
     open_store(f"sqlite:///{tmp_path / 'p.db'}").write(_rows("r1", 2))
     conn = sqlite3.connect(tmp_path / "p.db")
     cols = [r[1] for r in conn.execute("PRAGMA table_info(predictions)")]
-    assert cols == [
-        "id",
-        "ts",
-        "request_id",
-        "model_name",
-        "model_version",
-        "model_run_id",
-        "inputs",
-        "prediction",
-    ]
+    assert cols == ["id", *ROW_COLUMNS]
     idx = {r[1] for r in conn.execute("PRAGMA index_list(predictions)")}
     assert {"ix_predictions_model_ts", "ix_predictions_ts"} <= idx
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
