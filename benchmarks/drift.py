@@ -34,6 +34,8 @@ from pathlib import Path
 
 import typer
 
+from mlcycle.prediction_log import ROWS, decode_inputs
+
 ROOT = Path(__file__).resolve().parents[1]
 # Run as a script, this folder leads sys.path and its serving.py would shadow the package.
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
@@ -256,7 +258,6 @@ def child_full(
     """Child: plain full Evidently run on the same last N rows and the whole reference."""
     import sqlite3
 
-    import orjson
     import pandas as pd
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
@@ -264,9 +265,9 @@ def child_full(
     started = time.perf_counter()
     with sqlite3.connect(log_path) as conn:
         rows = conn.execute(
-            "SELECT inputs FROM predictions ORDER BY id DESC LIMIT ?", (last,)
+            f"SELECT inputs FROM {ROWS} ORDER BY id DESC LIMIT ?", (last,)
         ).fetchall()
-    current = pd.DataFrame([orjson.loads(r[0]) for r in rows])
+    current = pd.DataFrame([decode_inputs(r[0]) for r in rows])
     ref = pd.read_parquet(reference).drop(columns=["prediction"])
     cat = [c for c in ref.columns if ref[c].dtype == object]
     num = [c for c in ref.columns if c not in cat]
