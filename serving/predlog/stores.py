@@ -147,7 +147,7 @@ class SqlAlchemyStore(Store):
             connect_args=_connect_args(parsed.get_backend_name(), timeout_s),
         )
         self._rows, self._batches, self._writers = contract.tables(sa.MetaData())
-        self._rows.metadata.create_all(self._engine, checkfirst=True)
+        _create_tables(self._engine, self._rows.metadata)
 
     def write(self, rows: list[tuple], batches: list[tuple] = ()) -> None:
         with self._engine.begin() as conn:
@@ -172,6 +172,22 @@ class SqlAlchemyStore(Store):
 
     def close(self) -> None:
         self._engine.dispose()
+
+
+def _create_tables(engine, metadata, attempts: int = 3) -> None:
+    """Create the log's tables if missing. Several replicas starting on a fresh database race
+    to create them (PostgreSQL then refuses the loser's CREATE with a unique violation in its
+    catalog): the loser looks again and finds them."""
+    import sqlalchemy as sa
+
+    for attempt in range(attempts):
+        try:
+            metadata.create_all(engine, checkfirst=True)
+            return
+        except (sa.exc.IntegrityError, sa.exc.ProgrammingError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
 
 
 def _connect_args(backend: str, timeout_s: float) -> dict:

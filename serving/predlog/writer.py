@@ -121,6 +121,8 @@ class PredictionLog:
         batches = [b for s in group for b in s.item[1]]
         started = time.perf_counter()
         with self._store_lock:
+            if self._closed:
+                raise LogUnavailable("prediction log closed: the server is stopping; retry")
             try:
                 if self._store is None:
                     self._store = self._factory()
@@ -212,12 +214,19 @@ class PredictionLog:
             "stalled_s": round(self.stalled_for(), 3),
         }
 
-    def close(self) -> None:
-        """Release the store (requests still committing finish first)."""
+    def close(self, timeout: float = 5.0) -> None:
+        """Let requests already writing (or announced) finish, then release the store.
+
+        Waits at most `timeout` seconds for them. A write after `close` is refused (503) rather
+        than reopening the store: nothing would close it again.
+        """
         if self._closed:
             return
-        self._closed = True
+        deadline = time.monotonic() + timeout
+        while (self._combiner.waiting or self._combiner.expected) and time.monotonic() < deadline:
+            time.sleep(0.01)
         with self._store_lock:
+            self._closed = True
             self._store = _drop(self._store)
 
 
