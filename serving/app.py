@@ -295,17 +295,19 @@ class _Req:
 
     @property
     def length(self) -> int | None:
+        """The body's announced length (None when not announced), or a 400."""
         raw = self.environ.get("CONTENT_LENGTH")
         try:
-            return int(raw) if raw else None
+            length = int(raw) if raw else None
         except ValueError:
-            raise RequestError("invalid Content-Length header") from None
+            length = -1
+        if length is not None and length < 0:
+            raise RequestError("invalid Content-Length header")
+        return length
 
     def body(self, limit: int) -> bytes:
         """The body, or a 413 past `limit` bytes (the caller drains what is left)."""
         length = self.length
-        if length is not None and length < 0:
-            raise RequestError("invalid Content-Length header")
         if length is not None and length > limit:
             raise RequestError(
                 f"body of {length} bytes exceeds the limit of {limit} bytes "
@@ -321,11 +323,16 @@ class _Req:
         return body
 
     def drain(self, cap: int) -> bool:
-        """Drop an unread body (up to `cap` bytes); False when the connection must close."""
+        """Drop an unread body (up to `cap` bytes); False when the connection must close
+        (also when its length cannot be read: the request was answered 400 for it)."""
         if self.environ.get("mlcycle.body_read"):
             return True
         self.environ["mlcycle.body_read"] = True
-        return drain(self.environ["wsgi.input"], self.length, cap)
+        try:
+            length = self.length
+        except RequestError:
+            return False
+        return drain(self.environ["wsgi.input"], length, cap)
 
 
 class Predictor:

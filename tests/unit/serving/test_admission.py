@@ -143,3 +143,28 @@ def test_the_server_answers_503_while_its_log_is_down_and_readiness_says_why(set
     metrics = client.get("/metrics").get_data(as_text=True)
     assert "mlcycle_prediction_log_store_unavailable 1.0" in metrics
     app.extensions["mlcycle"].close()
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "flask"])
+@pytest.mark.parametrize("length", ["abc", "-5"])
+def test_a_bad_content_length_is_a_400_that_closes_the_connection(settings, fast_path, length):
+    app = _app(settings, fast_path=fast_path)
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/invocations",
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": length,
+        "wsgi.input": io.BytesIO(b"{}"),
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "5001",
+        "wsgi.url_scheme": "http",
+    }
+    answer: dict = {}
+
+    def start_response(status, headers, exc_info=None):
+        answer.update(status=status, headers=dict(headers))
+
+    body = b"".join(app.wsgi_app(environ, start_response))
+    assert answer["status"].startswith("400"), (answer, body)
+    assert b"Content-Length" in body and answer["headers"].get("Connection") == "close"
+    app.extensions["mlcycle"].close()
