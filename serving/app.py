@@ -27,7 +27,7 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from mlcycle.prediction_log import build_batch, build_rows
-from serving import protocols
+from serving import protocols, rundir
 from serving.admission import Admission, ServerSlots, drain
 from serving.auth import require_admin, require_api_key
 from serving.errors import (
@@ -41,7 +41,6 @@ from serving.guard import OutOfRange
 from serving.metrics import get_metrics, render
 from serving.model import ModelService
 from serving.predlog import LogHooks, PredictionLog, open_store
-from serving.rundir import draining_reason
 from serving.settings import Settings, get_settings
 from serving.watcher import ModelWatcher, ServingState, mlflow_loader, registry_resolver
 
@@ -83,9 +82,7 @@ class Serving:
         prev = (old.name, old.version, old.run_id) if old else None
         self.metrics.set_model(new.name, new.version, new.run_id, prev)
         if self.run_dir:
-            marker = Path(self.run_dir) / "ready" / str(os.getpid())
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.write_text(new.version)
+            rundir.mark_ready(self.run_dir, new.version)
 
     def _on_load_failure(self, version: str) -> None:
         self.metrics.load_failures.labels(version).inc()
@@ -96,16 +93,7 @@ class Serving:
             return False
         if not self.run_dir or self._expected_workers <= 1:
             return True
-        alive = 0
-        for marker in (Path(self.run_dir) / "ready").glob("*"):
-            try:
-                os.kill(int(marker.name), 0)
-                alive += 1
-            except (ValueError, ProcessLookupError):
-                continue
-            except PermissionError:
-                alive += 1
-        return alive >= self._expected_workers
+        return rundir.ready_workers(self.run_dir) >= self._expected_workers
 
     def log_ok(self) -> bool:
         """Whether the prediction log takes writes (always, when logging is off)."""
@@ -123,7 +111,7 @@ class Serving:
 
     def draining(self) -> str | None:
         """Why this server is shutting down (readiness is then 503), or None."""
-        return draining_reason(self.run_dir)
+        return rundir.draining_reason(self.run_dir)
 
     def current(self) -> ModelService:
         """The model to score with; waits for the first load, then 503."""
@@ -137,6 +125,8 @@ class Serving:
 
     def close(self) -> None:
         """Stop the watcher and flush the prediction log (again: does nothing)."""
+        if self.closed:
+            return
         self.closed = True
         if self.watcher:
             self.watcher.stop()
@@ -259,7 +249,7 @@ def create_app(
     app = Flask(__name__)
     app.json.sort_keys = False
     serving = Serving(settings, model_service)
-    if os.environ.get("MLCYCLE_RUN_DIR"):  # a worker of the launcher: flush the log on exit
+    if serving.run_dir:  # a worker of the launcher: flush the log on exit
         serving.close_at_exit()
     app.extensions["mlcycle"] = serving
     predictor = Predictor(serving)

@@ -223,11 +223,8 @@ def _request_schemas(schema: Schema | None) -> dict:
 
 def _row(schema: Schema) -> dict:
     return {
-        "type": "object",
+        **_closed({c.name: _value(c) for c in schema.columns}),
         "description": "One row: every input column, no other key.",
-        "properties": {c.name: _value(c) for c in schema.columns},
-        "required": list(schema.names),
-        "additionalProperties": False,
     }
 
 
@@ -236,11 +233,8 @@ def _columnar(schema: Schema) -> dict:
         return {"anyOf": [_value(col), {"type": "array", "items": _value(col), "minItems": 1}]}
 
     return {
-        "type": "object",
+        **_closed({c.name: column(c) for c in schema.columns}),
         "description": "Columns: a list of values per column (all of one length) or one value.",
-        "properties": {c.name: column(c) for c in schema.columns},
-        "required": list(schema.names),
-        "additionalProperties": False,
     }
 
 

@@ -1,9 +1,11 @@
 """Signals between the launcher and its workers, as files in the run folder (`MLCYCLE_RUN_DIR`).
 
 In: the launcher on a stop signal (`mark_draining`), `POST /admin/reload` in any worker
-(`request_reload`). Out: two small files every worker of the server reads (microseconds):
-`draining`, whose text says why readiness is 503, and `reload`, a fresh random token per
-request, so every watcher that sees the token change re-checks the registry. The launcher
+(`request_reload`), each worker once it serves a model (`mark_ready`). Out: small files every
+worker of the server reads (microseconds): `draining`, whose text says why readiness is 503;
+`reload`, a fresh random token per request, so every watcher that sees the token change
+re-checks the registry; `ready/<pid>`, the version each worker serves (`ready_workers` counts
+the live ones). The launcher
 makes a fresh run folder per launch, so nothing is left over from a previous server.
 """
 
@@ -15,6 +17,7 @@ from pathlib import Path
 
 DRAINING = "draining"
 RELOAD = "reload"
+READY = "ready"
 
 
 def mark_draining(run_dir: str | Path, reason: str) -> None:
@@ -45,6 +48,25 @@ def reload_token(run_dir: str | Path) -> str | None:
         return (Path(run_dir) / RELOAD).read_text()
     except FileNotFoundError:
         return None
+
+
+def mark_ready(run_dir: str | Path, version: str) -> None:
+    """Record that this worker process serves `version`."""
+    _replace(Path(run_dir) / READY / str(os.getpid()), version)
+
+
+def ready_workers(run_dir: str | Path) -> int:
+    """How many live worker processes have marked themselves ready."""
+    alive = 0
+    for marker in (Path(run_dir) / READY).glob("[0-9]*"):
+        try:
+            os.kill(int(marker.name), 0)
+            alive += 1
+        except (ValueError, ProcessLookupError):
+            continue
+        except PermissionError:  # alive, owned by another user
+            alive += 1
+    return alive
 
 
 def _replace(path: Path, text: str) -> None:
