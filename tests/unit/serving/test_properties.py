@@ -77,7 +77,7 @@ def cell(name: str) -> st.SearchStrategy:
         valid = st.sampled_from(CATEGORIES[name]) | missing
     else:
         valid = st.integers(-100, 10**6) | st.floats(-1e308, 1e308) | missing
-    return st.integers(0, 9).flatmap(lambda k: json_values if k == 0 else valid)
+    return ONE_IN[10].flatmap(lambda garbage: json_values if garbage else valid)
 
 
 @st.composite
@@ -115,8 +115,13 @@ def invocation(draw) -> dict:
         if draw(st.booleans()):
             split["index"] = draw(st.just(list(range(len(data)))) | json_values)
         body: dict = {"dataframe_split": split}
-    elif fmt == "columns":
-        body = {"inputs": {n: draw(cell(n) | st.lists(cell(n), max_size=3)) for n in NAMES}}
+    elif fmt == "columns":  # one length for every column, unless mutated
+        length = draw(st.integers(1, 3))
+        body = {"inputs": {}}
+        for name in NAMES:
+            size = draw(st.integers(0, 3)) if draw(ONE_IN[10]) else length
+            values = draw(st.lists(cell(name), min_size=size, max_size=size))
+            body["inputs"][name] = values[0] if size == 1 and draw(st.booleans()) else values
     else:
         body = {fmt: batch}
     if draw(ONE_IN[5]):
