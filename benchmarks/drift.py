@@ -34,7 +34,7 @@ from pathlib import Path
 
 import typer
 
-from mlcycle.prediction_log import ROWS, decode_inputs
+from mlcycle.core.prediction_log import ROWS, decode_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 # Run as a script, this folder leads sys.path and its serving.py would shadow the package.
@@ -64,7 +64,7 @@ def _inputs(frame):
 
 
 def _scenario_frame(name: str, n: int):
-    from pipelines.data import generate
+    from mlcycle.core.synthetic import generate
 
     seed, drift = SCENARIOS[name]
     frame = _inputs(generate(n, seed=seed, drift=drift))
@@ -80,7 +80,7 @@ def _setup_store(work: Path, ref_rows: int) -> tuple[str, str]:
     import pandas as pd
     from mlflow.models import infer_signature
 
-    from pipelines.data import generate
+    from mlcycle.core.synthetic import generate
 
     uri = f"sqlite:///{work / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)

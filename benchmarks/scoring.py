@@ -36,7 +36,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlcycle.prediction_log import BATCHES, ROWS
+from mlcycle.core.prediction_log import BATCHES, ROWS
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = 500_000  # rows/s, issue 5
@@ -111,7 +111,7 @@ def numpy_anchor(n: int) -> float:
 
 def score_table(root: Path, sizes: list[int]) -> tuple[list[str], float]:
     """Run `mlcycle score` on CSVs of `sizes` rows; returns the table lines and the best rows/s."""
-    from pipelines import data
+    from mlcycle.core import synthetic
 
     lines = [
         f"Machine: {os.cpu_count()} cores, {platform.platform()}; "
@@ -125,7 +125,7 @@ def score_table(root: Path, sizes: list[int]) -> tuple[list[str], float]:
     best = 0.0
     for n in sizes:
         csv = root / f"in-{n}.csv"
-        data.generate(n, seed=3).drop(columns=["default"]).to_csv(csv, index=False)
+        synthetic.generate(n, seed=3).drop(columns=["default"]).to_csv(csv, index=False)
         out = subprocess.run(
             [sys.executable, "-c", CHILD, str(csv), str(root / f"o-{n}.pq")],
             capture_output=True,
@@ -159,11 +159,11 @@ def input_frame(n: int):
     """`n` rows of the bundled data: only the served model's input columns, in schema order."""
     import mlflow
 
-    from pipelines import data
+    from mlcycle.core import synthetic
 
     info = mlflow.models.get_model_info("models:/credit-risk@production")
     names = info.signature.inputs.input_names()
-    return data.generate(n, seed=7)[names]
+    return synthetic.generate(n, seed=7)[names]
 
 
 def build_body(fmt: str, frame) -> bytes:

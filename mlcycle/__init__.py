@@ -1,9 +1,12 @@
-"""mlcycle: shared pieces of the lifecycle platform.
+"""mlcycle: the model lifecycle platform.
 
-Holds what every stage needs and nothing heavy: MLflow connection defaults (`mlcycle.config`),
-registry operations that keep stages and aliases in sync (`mlcycle.registry`) and the `mlcycle`
-command line (`mlcycle.cli`). Importing this package does no I/O and imports neither TensorFlow
-nor the training code.
+Two layers live here. `mlcycle.core` (MLflow connection defaults, registry operations, the
+prediction-log contract, the synthetic data) is the foundation every stage may import and
+imports no stage. The top, `mlcycle.cli` and `mlcycle.demo`, wires the stages (`pipelines`,
+`serving`, `monitoring`) into one command line and imports them. `make lint` checks both
+directions (import-linter contracts in `pyproject.toml`). Importing this package does no I/O.
 """
 
-__version__ = "0.1.0"
+from mlcycle.core import __version__
+
+__all__ = ["__version__"]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import typer
 
-from mlcycle import config
+from mlcycle.core import config
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def _sample_request(url: str) -> None:
 def _example_row() -> str:
     import json
 
-    from pipelines.data import generate
+    from mlcycle.core.synthetic import generate
 
     frame = generate(n_rows=1, seed=7).drop(columns=["default"])
     return json.dumps(json.loads(frame.to_json(orient="records"))[0])

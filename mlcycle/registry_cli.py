@@ -1,7 +1,7 @@
 """`mlcycle promote`, `mlcycle rollback`, `mlcycle history`: registry commands.
 
 In: a registered model name (and a version, a target, a reason). Out: the registry change
-(stage and alias together, see `mlcycle.registry`) and a one-line confirmation, or the history
+(stage and alias together, see `mlcycle.core.registry`) and a one-line confirmation, or the history
 as a table / JSON. User errors (unknown model or version) print one line on stderr and exit 1.
 """
 
@@ -20,7 +20,7 @@ def _fail(message: str) -> None:
 
 def _setup() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
-    from mlcycle.config import configure_mlflow
+    from mlcycle.core.config import configure_mlflow
 
     configure_mlflow()
 
@@ -36,7 +36,7 @@ def promote(
     _setup()
     from mlflow.exceptions import MlflowException
 
-    from mlcycle import registry
+    from mlcycle.core import registry
 
     try:
         entry = registry.promote(name, version, to=to, reason=reason, by=by or None)
@@ -56,7 +56,7 @@ def rollback(
     _setup()
     from mlflow.exceptions import MlflowException
 
-    from mlcycle import registry
+    from mlcycle.core import registry
 
     try:
         entry = registry.rollback(name, reason=reason, by=by or None)
@@ -73,7 +73,7 @@ def history(
     _setup()
     from mlflow.exceptions import MlflowException
 
-    from mlcycle import registry
+    from mlcycle.core import registry
 
     try:
         entries = registry.history(name)
@@ -114,7 +114,7 @@ def sync(
     _setup()
     from mlflow.exceptions import MlflowException
 
-    from mlcycle import registry
+    from mlcycle.core import registry
 
     try:
         state = registry.sync(name, by=by or None)

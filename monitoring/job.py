@@ -204,7 +204,7 @@ def _check(
     started: float,
     worker: ReportWorker | None,
 ) -> Outcome:
-    from mlcycle.config import configure_mlflow
+    from mlcycle.core.config import configure_mlflow
     from monitoring.drift import render_report
     from monitoring.reports import new_html_path
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlcycle.prediction_log import BATCH_FORMAT, BATCHES, ROWS, decode_batch, decode_inputs
+from mlcycle.core.prediction_log import BATCH_FORMAT, BATCHES, ROWS, decode_batch, decode_inputs
 from monitoring.windows import Window
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """The model version a drift check judges, its reference sample and its column types.
 
 In: the registry (model name, optional version; default the production version as
-`mlcycle.registry.resolve_production` decides), the version tag `mlcycle.reference_uri` and the
+`mlcycle.core.registry.resolve_production` decides), the version tag `mlcycle.reference_uri` and the
 model's input signature. Out: a `ModelRef` (version, run id, column types) and the reference
 sample as a DataFrame (input columns plus `prediction`).
 
@@ -72,7 +72,7 @@ def resolve_model(name: str, version: str | None) -> ModelRef:
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from mlcycle.registry import RegistryError, resolve_production
+    from mlcycle.core.registry import RegistryError, resolve_production
 
     client = mlflow.MlflowClient()
     if version is None:

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlcycle.config import state_dir
+from mlcycle.core.config import state_dir
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,8 @@
 
 In: row count, seed and the generator's drift knob (0 = training distribution, 1 = strongly
 shifted), plus, for traffic, a server URL, a request rate, a duration and a batch size.
-Out: a CSV of `pipelines.data.generate` rows (target included), or POSTs of `dataframe_records`
-(inputs only) to `<url>/invocations` with a progress bar and a `TrafficSummary`.
+Out: a CSV of `mlcycle.core.synthetic.generate` rows (target included), or POSTs of
+`dataframe_records` (inputs only) to `<url>/invocations` with a progress bar and a `TrafficSummary`.
 
 Traffic is bounded in count (rate x duration) and in time (duration), goes to loopback addresses
 unless `allow_remote` is set, and never retries: a failure is counted and the run moves on.
@@ -75,7 +75,7 @@ def write_csv(path: Path, rows: int, seed: int, drift: float) -> Path:
     Raises:
         SimulateError: for a bad row count or drift level.
     """
-    from pipelines.data import generate
+    from mlcycle.core.synthetic import generate
 
     frame = _generate(generate, rows, seed, drift)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -157,7 +157,7 @@ def send_traffic(
     import requests
     from tqdm import tqdm
 
-    from pipelines.data import generate
+    from mlcycle.core.synthetic import generate
 
     base = check_url(url, allow_remote)
     if rate <= 0 or duration_s <= 0 or batch < 1:

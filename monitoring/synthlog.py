@@ -1,4 +1,4 @@
-"""Write prediction-log rows (Contract 2, `mlcycle.prediction_log`) straight into a SQLite file.
+"""Write prediction-log rows (`mlcycle.core.prediction_log`) straight into a SQLite file.
 
 In: a DataFrame of raw input rows, their predictions, the model name/version/run id and
 timestamps. Out: rows appended to the `predictions` table (the log's tables are created, with
@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from mlcycle import prediction_log as contract
+from mlcycle.core import prediction_log as contract
 
 
 def create_log(path: Path) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mlcycle.core import synthetic
 from pipelines import baseline as baseline_step
 from pipelines import data as data_step
 from pipelines import evaluate, model_code, preprocess
@@ -52,11 +53,11 @@ def load_data(cfg: TrainConfig) -> pd.DataFrame:
     """
     if cfg.data:
         return data_step.load_table(cfg.data, cfg.target)
-    if cfg.target != data_step.TARGET:
+    if cfg.target != synthetic.TARGET:
         raise data_step.DataError(
-            f"the synthetic data's target is {data_step.TARGET!r}; --target applies to --data CSVs"
+            f"the synthetic data's target is {synthetic.TARGET!r}; --target applies to --data CSVs"
         )
-    df = data_step.generate(cfg.rows, seed=cfg.seed)
+    df = synthetic.generate(cfg.rows, seed=cfg.seed)
     df.attrs["positive_label"] = 1
     return df
 
@@ -231,7 +232,7 @@ def run(cfg: TrainConfig) -> TrainResult:
 
     experiment_id = None
     if not os.environ.get("MLFLOW_RUN_ID") and mlflow.active_run() is None:
-        from mlcycle.config import configure_mlflow
+        from mlcycle.core.config import configure_mlflow
 
         configure_mlflow()
         experiment_id = _experiment_id(cfg.experiment)

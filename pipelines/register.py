@@ -3,7 +3,7 @@
 In: the logged model's URI, its run, validation/test AUC, the reference sample URI, the
 registered model name and the promotion margin. Out: a new registry version tagged
 `mlcycle.val_auc`, `mlcycle.test_auc`, `mlcycle.reference_uri`, `mlcycle.source_run_id`, moved
-to Staging, then promoted to Production (stage + alias, via `mlcycle.registry.promote`) only if
+to Staging, then promoted to Production (stage + alias, via `mlcycle.core.registry.promote`) only if
 there is no production version or its validation AUC beats production's by more than the margin.
 """
 
@@ -13,7 +13,7 @@ import logging
 import math
 from dataclasses import dataclass
 
-from mlcycle import registry
+from mlcycle.core import registry
 
 log = logging.getLogger(__name__)
 

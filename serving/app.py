@@ -26,7 +26,7 @@ import orjson
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from mlcycle.prediction_log import build_batch, build_rows
+from mlcycle.core.prediction_log import build_batch, build_rows
 from serving import protocols, rundir
 from serving.admission import Admission, ServerSlots, drain
 from serving.auth import require_admin, require_api_key

@@ -24,14 +24,14 @@ class ScoringError(Exception):
 
 def load_service(model_name: str | None, version: str | None):
     """Load the registered model version (default: production) as a `ModelService`."""
-    from mlcycle import config
+    from mlcycle.core import config
     from serving.model import ModelService
     from serving.settings import get_settings
 
     config.configure_mlflow()
     import mlflow
 
-    from mlcycle.registry import RegistryError, resolve_production
+    from mlcycle.core.registry import RegistryError, resolve_production
 
     name = model_name or get_settings().model_name
     client = mlflow.MlflowClient()

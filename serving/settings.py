@@ -10,7 +10,7 @@ import math
 import os
 from dataclasses import dataclass, field
 
-from mlcycle import config
+from mlcycle.core import config
 
 OUT_OF_RANGE_MODES = ("flag", "reject")
 

@@ -1,6 +1,6 @@
 """Follow promotions: poll the registry, load the new version in the background, swap atomically.
 
-In: the registry (via `mlcycle.registry.resolve_production`, every `poll_interval` seconds, and
+In: the registry (via `mlcycle.core.registry.resolve_production`, every `poll_interval` seconds, and
 at once on `reload()` from `POST /admin/reload` in any worker of the server: the run folder's
 `reload` token tells the others). Out: `ServingState.service`, replaced by one attribute
 assignment, so a request that already holds the old `ModelService` finishes on it.
@@ -262,7 +262,7 @@ class ModelWatcher:
 
 def registry_resolver(settings: Settings) -> Resolver:
     """A resolver over the MLflow registry for the configured model and alias/stage."""
-    from mlcycle import config
+    from mlcycle.core import config
 
     config.configure_mlflow()
     import mlflow
@@ -274,7 +274,7 @@ def registry_resolver(settings: Settings) -> Resolver:
         return lambda seen: (settings.model_uri, seen)
 
     if alias == "production":
-        from mlcycle.registry import resolve_production
+        from mlcycle.core.registry import resolve_production
 
         def resolve(seen):
             state = resolve_production(client, settings.model_name, seen)

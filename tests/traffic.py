@@ -18,7 +18,7 @@ from pathlib import Path
 
 import requests
 
-from mlcycle.prediction_log import BATCHES, ROWS
+from mlcycle.core.prediction_log import BATCHES, ROWS
 
 
 @dataclass(frozen=True)

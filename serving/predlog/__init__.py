@@ -1,4 +1,4 @@
-"""The durable prediction log's writer side (its tables and encodings: `mlcycle.prediction_log`).
+"""The prediction log's writer side (tables and encodings: `mlcycle.core.prediction_log`).
 
 - `writer`: `PredictionLog`, group commit with bounded waits, withdrawal and self-healing.
 - `stores`: `open_store(url)`: SQLite (WAL) or any SQLAlchemy database, each wait time-limited.

@@ -4,7 +4,7 @@ In: a URL (`sqlite:///path`, `postgresql://...`, `postgresql+psycopg2://...`), a
 Out: a `Store` whose `write(rows, batches)` inserts both in one transaction or raises within
 about `timeout_s` (SQLite busy timeout; PostgreSQL `connect_timeout`, `statement_timeout` and
 TCP timeouts), and whose `probe(writer)` commits the writer's heartbeat row: the cheapest
-real write, used to tell when a store that failed is back. Tables per `mlcycle.prediction_log`.
+real write, used to tell when a store that failed is back. Tables per `mlcycle.core.prediction_log`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from mlcycle import prediction_log as contract
+from mlcycle.core import prediction_log as contract
 from serving.predlog.checkpoint import WAL_RESTART_PAGES, WalCheckpointer
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """The prediction-log writer: group commit that answers within its bounds, whatever the store does.
 
 In: `PredictionLog.write(rows, batches)` from request threads (rows from
-`mlcycle.prediction_log.build_rows`, large requests as one `build_batch`), after an optional
+`mlcycle.core.prediction_log.build_rows`, large requests as one `build_batch`), after an optional
 `expect()` when the request started.
 Out: the rows committed in one transaction with every other request's queued beside them
 (`serving.combiner.Combiner`: the first waiting request commits the group), or `LogUnavailable`

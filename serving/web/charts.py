@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
 
-from mlcycle.prediction_log import BATCHES, ROWS
+from mlcycle.core.prediction_log import BATCHES, ROWS
 
 log = logging.getLogger(__name__)
 

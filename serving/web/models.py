@@ -2,7 +2,7 @@
 
 In: the MLflow registry (versions, stages, aliases, tags of Contract 1, source run metrics) and
 the version this worker serves. Out: `VersionRow`s, newest first, plus the promotion history.
-Read-only; promotion goes through `mlcycle.registry`.
+Read-only; promotion goes through `mlcycle.core.registry`.
 """
 
 from __future__ import annotations

@@ -110,8 +110,8 @@ def predict_page() -> Response:
 @blueprint.get("/ui/models")
 def models_page() -> Response:
     """Versions of the registered model with stage, aliases, AUC, promotion info and actions."""
-    from mlcycle.config import configure_mlflow
-    from mlcycle.registry import RegistryError, history
+    from mlcycle.core.config import configure_mlflow
+    from mlcycle.core.registry import RegistryError, history
 
     configure_mlflow()
     import mlflow
@@ -236,8 +236,8 @@ def _registry_action(action: str) -> Response:
         _check_admin()
     except RequestError as exc:
         return _json_error(exc)
-    from mlcycle.config import configure_mlflow
-    from mlcycle.registry import RegistryError, promote, rollback
+    from mlcycle.core.config import configure_mlflow
+    from mlcycle.core.registry import RegistryError, promote, rollback
 
     configure_mlflow()
     data = _body()

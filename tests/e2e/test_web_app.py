@@ -132,7 +132,7 @@ def serving_version(url: str) -> str:
 
 
 def sample_csv(rows: int, seed: int) -> str:
-    from pipelines.data import generate
+    from mlcycle.core.synthetic import generate
 
     frame = generate(n_rows=rows, seed=seed).drop(columns=["default"])
     return frame.to_csv(index=False)

@@ -6,7 +6,7 @@ started here with `initdb` + `pg_ctl` from `/usr/lib/postgresql/*/bin` (run as t
 user when the tests run as root) on a free loopback port. Out: pass/fail of
 
 - the training pipeline logging and registering `credit-risk` in an MLflow store on PostgreSQL,
-  promotion and rollback with `mlcycle.registry` (stage and alias together), and loading
+  promotion and rollback with `mlcycle.core.registry` (stage and alias together), and loading
   `models:/credit-risk@production`;
 - serving's prediction log (`serving.predlog`) writing rows from two writers into PostgreSQL,
   read back with the documented schema (Contract 2) and by monitoring's log reader.
@@ -92,8 +92,8 @@ def test_mlflow_tracking_and_registry_on_postgres(
     import sqlalchemy as sa
     from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
-    from mlcycle import registry
-    from pipelines.data import TARGET, generate
+    from mlcycle.core import registry
+    from mlcycle.core.synthetic import TARGET, generate
     from pipelines.pipeline import run
     from pipelines.settings import TrainConfig
 
@@ -154,7 +154,7 @@ def test_mlflow_tracking_and_registry_on_postgres(
 
 
 def _rows(request_id: str, n: int) -> list[tuple]:
-    from mlcycle.prediction_log import build_rows
+    from mlcycle.core.prediction_log import build_rows
 
     names = ("age", "income", "home_ownership")
     columns = {
@@ -247,7 +247,7 @@ def test_prediction_batches_on_postgres_are_read_like_rows(databases: Databases)
     """A large request logged as one `prediction_batches` row (Arrow IPC in a bytea) by
     serving's PostgreSQL store is counted and read by monitoring like per-row rows, and counted
     by the web app's volume chart."""
-    from mlcycle.prediction_log import build_batch, build_rows
+    from mlcycle.core.prediction_log import build_batch, build_rows
     from monitoring.logreader import read_window
     from monitoring.windows import Window
     from serving.predlog import SqlAlchemyStore

@@ -1,4 +1,4 @@
-"""mlcycle.registry against a real SQLite MLflow store: stages and aliases move together."""
+"""mlcycle.core.registry against a real SQLite MLflow store: stages and aliases move together."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import warnings
 
 import pytest
 
-from mlcycle import registry
-from mlcycle.registry import ProductionState, RegistryError
+from mlcycle.core import registry
+from mlcycle.core.registry import ProductionState, RegistryError
 
 NAME = "reg-test"
 

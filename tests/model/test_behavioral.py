@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.data import column_roles, generate
+from mlcycle.core.synthetic import generate
+from pipelines.data import column_roles
 from pipelines.evaluate import metrics
 from pipelines.model_code import TabularNetModel
 from pipelines.preprocess import fit_spec, split, transform

@@ -125,7 +125,7 @@ def test_stage_and_alias_uris_load_and_predict_raw_rows(use_store):
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from pipelines.data import generate
+    from mlcycle.core.synthetic import generate
 
     rows = generate(20, seed=99).drop(columns="default")
     by_stage = mlflow.pyfunc.load_model("models:/credit-risk/Production")

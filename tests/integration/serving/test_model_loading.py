@@ -72,7 +72,7 @@ def production(trained_store):
     """The version in production before the test; put back afterwards (the store is shared)."""
     import mlflow
 
-    from mlcycle.registry import promote, resolve_production
+    from mlcycle.core.registry import promote, resolve_production
 
     before = resolve_production(mlflow.MlflowClient(), trained_store.model_name).version
     yield before
@@ -82,7 +82,7 @@ def production(trained_store):
 def test_a_version_that_fails_to_load_once_is_served_without_a_new_promotion(
     trained_store, start_server, production, tmp_path
 ):
-    from mlcycle.registry import history, promote
+    from mlcycle.core.registry import history, promote
 
     retry_max = 2.0
     server = start_server(
@@ -114,7 +114,7 @@ def test_a_version_that_fails_to_load_once_is_served_without_a_new_promotion(
 
 
 def test_admin_reload_reaches_every_worker(trained_store, start_server, production, tmp_path):
-    from mlcycle.registry import promote
+    from mlcycle.core.registry import promote
 
     slow = 600  # no worker retries on its own during the test: only the reload can load it
     server = start_server(

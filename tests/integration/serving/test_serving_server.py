@@ -109,9 +109,9 @@ def test_every_route_and_mlflow_format(trained_store, start_server):
 def _check_large_batches(url: str, model, columns) -> None:
     """20k generated rows (with missing values) in every format: the columnar path, the real
     model's category codes and the Arrow log batch give the pyfunc's own numbers."""
-    from pipelines import data
+    from mlcycle.core import synthetic
 
-    big = data.generate(20_000, seed=3)[list(columns)]
+    big = synthetic.generate(20_000, seed=3)[list(columns)]
     big.loc[big.index[::97], "income"] = None
     big.loc[big.index[::89], big.columns[-1]] = None
     expected = np.asarray(model.predict(big), dtype=float).ravel()
@@ -154,7 +154,7 @@ def _hammer(url, body, stop, seen, fails, lock):
 def test_hot_reload_under_load_and_broken_promotion(
     trained_store, train_another_version, start_server
 ):
-    from mlcycle.registry import promote
+    from mlcycle.core.registry import promote
 
     v2 = train_another_version(promote_margin=1.0, seed=7)
     promote(trained_store.model_name, trained_store.version, "production", "test baseline")

@@ -15,7 +15,7 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlcycle import prediction_log as contract
+from mlcycle.core import prediction_log as contract
 
 PROPERTY = settings(
     max_examples=150, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck)

@@ -124,7 +124,7 @@ def test_rows_to_frame_tolerates_bad_json_and_missing_keys() -> None:
 
 
 def _batch(n: int, start: int = 0, ts: float = 1000.0, version: str = "1", run_id: str = "r1"):
-    from mlcycle.prediction_log import build_batch
+    from mlcycle.core.prediction_log import build_batch
 
     arrays = {
         "age": np.arange(start, start + n, dtype=float),
@@ -136,7 +136,7 @@ def _batch(n: int, start: int = 0, ts: float = 1000.0, version: str = "1", run_i
 
 def _row_requests(ages, ts, version: str = "1", run_id: str = "r1") -> list[tuple]:
     """One single-row request per age, at the matching time (as serving logs small requests)."""
-    from mlcycle.prediction_log import build_rows
+    from mlcycle.core.prediction_log import build_rows
 
     rows = []
     for age, when in zip(ages, np.broadcast_to(ts, (len(ages),)), strict=True):
@@ -247,7 +247,7 @@ def test_batch_mask_fraction_and_spread() -> None:
 
 def test_missing_values_and_categories_read_like_logged_rows(tmp_path: Path) -> None:
     """The same 300 rows, logged row by row (v1) and as one batch (v2), coerce identically."""
-    from mlcycle.prediction_log import build_batch, build_rows
+    from mlcycle.core.prediction_log import build_batch, build_rows
     from monitoring.reference import ModelRef, coerce
 
     n = 300

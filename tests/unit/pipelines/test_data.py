@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.data import DataError, column_roles, generate, load_table
+from mlcycle.core.synthetic import generate
+from pipelines.data import DataError, column_roles, load_table
 
 
 def test_generate_is_deterministic_per_seed():

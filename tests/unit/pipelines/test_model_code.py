@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.data import column_roles, generate
+from mlcycle.core.synthetic import generate
+from pipelines.data import column_roles
 from pipelines.model_code import InputError, TabularNetModel
 from pipelines.preprocess import fit_spec, transform
 

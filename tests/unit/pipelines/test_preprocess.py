@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.data import column_roles, generate
+from mlcycle.core.synthetic import generate
+from pipelines.data import column_roles
 from pipelines.preprocess import fit_spec, input_columns, split, transform
 
 

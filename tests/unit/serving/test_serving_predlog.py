@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from mlcycle.prediction_log import ROW_COLUMNS, build_batch, build_rows
+from mlcycle.core.prediction_log import ROW_COLUMNS, build_batch, build_rows
 from serving.predlog import LogHooks, LogUnavailable, PredictionLog, SqliteStore, open_store
 
 

@@ -46,7 +46,7 @@ def test_hourly_volume_adds_the_rows_of_logged_batches(tmp_path):
     """A large request logged as one `prediction_batches` row counts as its n_rows."""
     import numpy as np
 
-    from mlcycle.prediction_log import build_batch, build_rows
+    from mlcycle.core.prediction_log import build_batch, build_rows
     from serving.predlog import SqliteStore
 
     def batch(n, ts):
