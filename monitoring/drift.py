@@ -48,7 +48,7 @@ class ColumnDrift:
 
     Attributes:
         column: column name.
-        kind: `numerical` or `categorical`.
+        column_type: `numerical` or `categorical`.
         method: the stat test Evidently used (e.g. `Wasserstein distance (normed)`).
         threshold: the test's threshold.
         score: the drift score (a distance, or a p-value for p-value tests).
@@ -56,7 +56,7 @@ class ColumnDrift:
     """
 
     column: str
-    kind: str
+    column_type: str
     method: str
     threshold: float | None
     score: float | None
@@ -65,7 +65,7 @@ class ColumnDrift:
     def as_dict(self) -> dict:
         """JSON-ready values."""
         return {
-            "type": self.kind,
+            "type": self.column_type,
             "method": self.method,
             "threshold": self.threshold,
             "score": self.score,
@@ -216,7 +216,7 @@ def _failed_metric_ids(snapshot_dict: dict) -> set[str]:
     return failed
 
 
-def _metric_kind(metric: dict) -> str:
+def _metric_type(metric: dict) -> str:
     return str((metric.get("config") or {}).get("type", "")).rsplit(":", 1)[-1]
 
 
@@ -235,15 +235,15 @@ def summarise(snapshot_dict: dict, ref: ModelRef, drift_share_threshold: float) 
     by_column: dict[str, ColumnDrift] = {}
     share = None
     for metric in snapshot_dict.get("metrics", []):
-        kind, config = _metric_kind(metric), metric.get("config") or {}
-        if kind == _DRIFTED_COUNT:
+        metric_type, config = _metric_type(metric), metric.get("config") or {}
+        if metric_type == _DRIFTED_COUNT:
             share = float((metric.get("value") or {}).get("share", 0.0))
-        elif kind == _VALUE_DRIFT:
+        elif metric_type == _VALUE_DRIFT:
             name = config.get("column")
             score = metric.get("value")
             by_column[name] = ColumnDrift(
                 column=name,
-                kind="categorical" if name in ref.categorical else "numerical",
+                column_type="categorical" if name in ref.categorical else "numerical",
                 method=str(config.get("method")),
                 threshold=config.get("threshold"),
                 score=None if score is None else float(score),

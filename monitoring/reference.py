@@ -111,8 +111,10 @@ def _signature_types(ref: ModelRef) -> tuple[list[str], list[str]] | None:
         return None
     numerical, categorical = [], []
     for spec in schema.inputs:
-        kind = str(getattr(spec.type, "name", spec.type)).lower()
-        (categorical if kind in {"string", "boolean", "binary"} else numerical).append(spec.name)
+        mlflow_type = str(getattr(spec.type, "name", spec.type)).lower()
+        (categorical if mlflow_type in {"string", "boolean", "binary"} else numerical).append(
+            spec.name
+        )
     return numerical, categorical
 
 

@@ -1,6 +1,6 @@
 """Step 4, baseline: a scikit-learn model to compare the network against.
 
-In: the training split (raw columns), the column roles and the kind (`logreg` or `gbm`).
+In: the training split (raw columns), the column roles and the baseline's name (`logreg` or `gbm`).
 Out: a fitted sklearn Pipeline (impute + scale/one-hot + classifier) that takes raw columns.
 """
 
@@ -16,7 +16,7 @@ def fit_baseline(
     numeric: list[str],
     categorical: list[str],
     target: str,
-    kind: str,
+    name: str,
     seed: int,
 ):
     """Fit the baseline on raw columns.
@@ -26,14 +26,14 @@ def fit_baseline(
         numeric: numeric input columns.
         categorical: categorical input columns.
         target: 0/1 target column.
-        kind: "logreg" (logistic regression) or "gbm" (histogram gradient boosting).
+        name: "logreg" (logistic regression) or "gbm" (histogram gradient boosting).
         seed: random seed.
 
     Returns:
         The fitted `sklearn.pipeline.Pipeline`.
 
     Raises:
-        ValueError: for an unknown kind.
+        ValueError: for an unknown baseline name.
     """
     from sklearn.compose import ColumnTransformer
     from sklearn.ensemble import HistGradientBoostingClassifier
@@ -42,8 +42,8 @@ def fit_baseline(
     from sklearn.pipeline import Pipeline, make_pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-    if kind not in BASELINES:
-        raise ValueError(f"unknown baseline {kind!r}; use one of {', '.join(BASELINES)}")
+    if name not in BASELINES:
+        raise ValueError(f"unknown baseline {name!r}; use one of {', '.join(BASELINES)}")
     steps = []
     if numeric:
         steps.append(
@@ -55,7 +55,7 @@ def fit_baseline(
             OneHotEncoder(handle_unknown="ignore"),
         )
         steps.append(("cat", encode, categorical))
-    if kind == "logreg":
+    if name == "logreg":
         classifier = LogisticRegression(max_iter=1000, random_state=seed)
     else:
         classifier = HistGradientBoostingClassifier(random_state=seed)

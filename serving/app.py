@@ -339,7 +339,7 @@ class Predictor:
         self.admission = Admission(s.max_in_flight, s.large_body_queue, s.large_body_wait_s, slots)
 
     def handle(
-        self, req: _Req, route: str, kind: str, version: str | None = None
+        self, req: _Req, route: str, protocol: str, version: str | None = None
     ) -> tuple[int, dict, bytes]:
         """Authorise, read, parse, validate, score, log and answer one request.
 
@@ -352,7 +352,7 @@ class Predictor:
         svc = self.serving.state.service
         try:
             with self.admission.enter():
-                svc, payload = self._admitted(req, rid, headers, kind, version)
+                svc, payload = self._admitted(req, rid, headers, protocol, version)
             status, out = 200, orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
         except RequestError as exc:
             status, out = exc.status, orjson.dumps(exc.to_dict(rid))
@@ -368,7 +368,7 @@ class Predictor:
         return status, headers, out
 
     def _admitted(
-        self, req: _Req, rid: str, headers: dict, kind: str, version: str | None
+        self, req: _Req, rid: str, headers: dict, protocol: str, version: str | None
     ) -> tuple[ModelService, dict]:
         """The admitted request: read, check, score, log; (the model used, the answer)."""
         serving = self.serving
@@ -386,12 +386,12 @@ class Predictor:
                 field="version",
             )
         if len(body) < self.settings.large_body_bytes:
-            return svc, self._score(req, rid, svc, body, kind, headers)
+            return svc, self._score(req, rid, svc, body, protocol, headers)
         with self.admission.large():
-            return svc, self._score(req, rid, svc, body, kind, headers)
+            return svc, self._score(req, rid, svc, body, protocol, headers)
 
     def _score(
-        self, req: _Req, rid: str, svc: ModelService, body: bytes, kind: str, headers: dict
+        self, req: _Req, rid: str, svc: ModelService, body: bytes, protocol: str, headers: dict
     ) -> dict:
         """Score, log and answer; `X-Out-Of-Range` goes into `headers` when rows are flagged.
 
@@ -399,29 +399,31 @@ class Predictor:
         unseen category, a non-finite model output).
         """
         predlog = self.serving.predlog
-        # Announced early, so a commit (or batch) leader may wait briefly for these rows.
+        # Announced early, so a commit (or micro-batch) leader may wait briefly for these rows.
         log_turn = predlog.expect() if predlog is not None else None
-        batch_turn = svc.batcher.expect() if svc.batcher is not None else None
+        microbatch_turn = svc.batcher.expect() if svc.batcher is not None else None
         try:
-            columns, arrays, preds, extra, flags = self._predict(req, svc, body, kind, batch_turn)
+            columns, arrays, preds, extra, flags = self._predict(
+                req, svc, body, protocol, microbatch_turn
+            )
             rows, batches = self._log_entries(rid, svc, columns, arrays, preds)
             if predlog is not None:
                 predlog.write(rows, batches, expected=log_turn)
         finally:
-            for turn in (log_turn, batch_turn):
+            for turn in (log_turn, microbatch_turn):
                 if turn is not None:
                     turn.cancel()  # a no-op once the rows were handed over
         if flags is not None:
             headers["X-Out-Of-Range"] = ",".join(flags.counts)
-        return self._answer(rid, svc, kind, preds, extra, flags)
+        return self._answer(rid, svc, protocol, preds, extra, flags)
 
     def _predict(
         self,
         req: _Req,
         svc: ModelService,
         body: bytes,
-        kind: str,
-        batch_turn=None,
+        protocol: str,
+        microbatch_turn=None,
     ) -> tuple[dict, dict, np.ndarray, object, OutOfRange | None]:
         """Parse, validate, guard and score.
 
@@ -431,10 +433,10 @@ class Predictor:
         Returns:
             (raw columns, validated arrays, predictions, extra, out-of-range flags or None).
         """
-        if kind == "invocations":
+        if protocol == "invocations":
             columns, n = protocols.parse_invocations(body, req.content_type, svc.schema)
             extra = None
-        elif kind == "predict":
+        elif protocol == "predict":
             columns, n, extra = protocols.parse_predict(body, req.content_type, svc.schema)
         else:
             columns, n, extra = protocols.parse_v2(body, req.content_type, svc.schema)
@@ -446,7 +448,7 @@ class Predictor:
             )
         arrays = svc.schema.validate(columns, n)
         flags = self._check_range(svc, arrays, n)
-        return columns, arrays, svc.score(arrays, columns, n, batch_turn), extra, flags
+        return columns, arrays, svc.score(arrays, columns, n, microbatch_turn), extra, flags
 
     def _check_range(self, svc: ModelService, arrays: dict, n: int) -> OutOfRange | None:
         """Count rows outside the training reference; refuse them (422) in reject mode, and
@@ -476,7 +478,7 @@ class Predictor:
         self,
         rid: str,
         svc: ModelService,
-        kind: str,
+        protocol: str,
         preds: np.ndarray,
         extra,
         flags: OutOfRange | None,
@@ -485,11 +487,11 @@ class Predictor:
         `/invocations` top-level `out_of_range` and v2 `parameters.out_of_range` (both only
         when some row is flagged), `/predict` an `out_of_range` list per row, always."""
         self.metrics.observe_scores(svc.version, preds)
-        if kind == "invocations":
+        if protocol == "invocations":
             if flags is None:
                 return {"predictions": preds}
             return {"predictions": preds, "out_of_range": flags.listing()}
-        if kind == "predict":
+        if protocol == "predict":
             return self._predict_body(svc, preds, extra, flags)
         body = {
             "model_name": svc.name,
@@ -526,7 +528,7 @@ class Predictor:
         }
 
     def route(self, method: str, path: str) -> tuple[str, str, str | None] | None:
-        """(metrics route, kind, version) for a prediction path, else None."""
+        """(metrics route, protocol, version) for a prediction path, else None."""
         if method != "POST":
             return None
         if path == "/invocations":
@@ -580,8 +582,8 @@ class FastPath:
 
 
 def _register_prediction_routes(app: Flask, predictor: Predictor) -> None:
-    def respond(route: str, kind: str, version: str | None = None) -> Response:
-        status, headers, body = predictor.handle(_Req(request.environ), route, kind, version)
+    def respond(route: str, protocol: str, version: str | None = None) -> Response:
+        status, headers, body = predictor.handle(_Req(request.environ), route, protocol, version)
         return Response(body, status, headers=headers, mimetype=JSON)
 
     @app.post("/invocations")

@@ -77,9 +77,11 @@ class Schema:
             return None
         cols = []
         for spec in inputs.inputs:
-            kind = str(getattr(spec.type, "name", spec.type)).lower()
-            numeric = kind in _NUMERIC_TYPES
-            cols.append(Column(spec.name, numeric, not getattr(spec, "required", True), None, kind))
+            mlflow_type = str(getattr(spec.type, "name", spec.type)).lower()
+            numeric = mlflow_type in _NUMERIC_TYPES
+            cols.append(
+                Column(spec.name, numeric, not getattr(spec, "required", True), None, mlflow_type)
+            )
         return cls(cols)
 
     def check_names(self, names) -> None:
@@ -153,13 +155,13 @@ def _numeric_large(col: Column, values) -> np.ndarray:
         arr = values if isinstance(values, np.ndarray) else np.array(values)
     except (ValueError, TypeError):
         raise RequestError(f"column '{col.name}' must hold numbers", field=col.name) from None
-    kind = arr.dtype.kind
-    if kind == "O" and arr.ndim == 1:
+    dtype_kind = arr.dtype.kind
+    if dtype_kind == "O" and arr.ndim == 1:
         try:
             arr = arr.astype(np.float64)
         except (ValueError, TypeError, OverflowError):
             raise RequestError(f"column '{col.name}' must hold numbers", field=col.name) from None
-    elif kind not in "fiu" or arr.ndim != 1:
+    elif dtype_kind not in "fiu" or arr.ndim != 1:
         raise RequestError(f"column '{col.name}' must hold numbers", field=col.name)
     else:
         arr = arr.astype(np.float64, copy=False)

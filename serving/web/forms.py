@@ -24,7 +24,7 @@ class Field:
 
     Attributes:
         name: the model column (also the control's `name`).
-        kind: "number" (`<input type=number>`), "select" or "text" (no spec: free text).
+        widget: "number" (`<input type=number>`), "select" or "text" (no spec: free text).
         required: False when the model imputes a missing value.
         min, max: the training range as strings ("" = none), shown beside the input.
         step, default: attribute values as strings ("" = leave out).
@@ -32,7 +32,7 @@ class Field:
     """
 
     name: str
-    kind: str
+    widget: str
     required: bool = False
     min: str = ""
     max: str = ""
@@ -79,7 +79,7 @@ def numeric_field(column: dict) -> Field:
         default = min(default, high)
     return Field(
         name=str(column["name"]),
-        kind="number",
+        widget="number",
         required=not bool(column.get("allow_missing", True)),
         min=_fmt(low) if low is not None else "",
         max=_fmt(high) if high is not None else "",
@@ -93,7 +93,7 @@ def categorical_field(column: dict) -> Field:
     options = tuple(str(c) for c in column.get("categories", []))
     return Field(
         name=str(column["name"]),
-        kind="select",
+        widget="select",
         required=not bool(column.get("allow_missing", True)),
         default=options[0] if options else "",
         options=options,
@@ -124,7 +124,7 @@ def fields_from_signature(inputs: list[tuple[str, str]]) -> list[Field]:
     for name, dtype in inputs:
         if dtype.lower() in NUMERIC_TYPES:
             step = "1" if dtype.lower() in INTEGER_TYPES else "any"
-            out.append(Field(name=name, kind="number", step=step))
+            out.append(Field(name=name, widget="number", step=step))
         else:
-            out.append(Field(name=name, kind="text"))
+            out.append(Field(name=name, widget="text"))
     return out

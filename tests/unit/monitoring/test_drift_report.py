@@ -47,7 +47,7 @@ def test_shifted_columns_are_named_and_verdict_is_drift(ref: ModelRef, tmp_path)
     assert result.dataset_drift is True
     by_name = {c.column: c for c in result.columns}
     assert by_name["a"].method.startswith("Wasserstein") and by_name["a"].score > 0.5
-    assert by_name["kind"].kind == "categorical"
+    assert by_name["kind"].column_type == "categorical"
     assert result.prediction is not None and result.prediction.drifted is False
     assert set(result.missing) == set(ref.columns)
     assert "<html" in snapshot.get_html_str(as_iframe=False).lower()

@@ -27,7 +27,7 @@ SPEC = {
 def test_every_spec_column_becomes_one_field_in_order():
     fields = forms.fields_from_spec(SPEC)
     assert [f.name for f in fields] == ["age", "income", "ratio", "home", "purpose"]
-    assert [f.kind for f in fields] == ["number", "number", "number", "select", "select"]
+    assert [f.widget for f in fields] == ["number", "number", "number", "select", "select"]
 
 
 def test_integer_columns_step_by_one_with_whole_bounds_and_default():
@@ -64,7 +64,7 @@ def test_a_spec_without_ranges_still_gives_inputs():
 
 def test_signature_fallback_types():
     fields = forms.fields_from_signature([("n", "long"), ("x", "double"), ("s", "string")])
-    assert [(f.kind, f.step) for f in fields] == [
+    assert [(f.widget, f.step) for f in fields] == [
         ("number", "1"),
         ("number", "any"),
         ("text", "any"),
