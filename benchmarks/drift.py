@@ -34,11 +34,12 @@ from pathlib import Path
 
 import typer
 
+from benchmarks.harness import ROOT
+from benchmarks.harness.docs import write_section
+from benchmarks.harness.processes import children, own_peak_mb, status_kb
 from mlcycle.core.prediction_log import ROWS, decode_inputs
 
-ROOT = Path(__file__).resolve().parents[1]
-# Run as a script, this folder leads sys.path and its serving.py would shadow the package.
-sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
+HEADING = "## Drift job (`python -m benchmarks.drift`)"
 MODEL = "credit-risk-bench"
 SHIFTED = ["age", "income", "employment_years", "loan_amount"]
 SCENARIOS = {"clean": (11, 0.0), "drift-0.5": (12, 0.5), "shift": (13, 0.0)}
@@ -128,10 +129,14 @@ def _write_logs(work: Path, sizes: list[int], scenarios: list[str], run_id: str)
 
 
 def _child(args: list[str], env: dict[str, str]) -> dict:
-    """Run `python benchmarks/drift.py <args>` and return its JSON result line."""
+    """Run `python -m benchmarks.drift <args>` and return its JSON result line."""
     started = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, __file__, *args], env=env, capture_output=True, text=True, cwd=ROOT
+        [sys.executable, "-m", "benchmarks.drift", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     wall = time.perf_counter() - started
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -142,33 +147,13 @@ def _child(args: list[str], env: dict[str, str]) -> dict:
     return result
 
 
-def _status_kb(pid: int | str, field: str) -> int:
-    try:
-        return int(Path(f"/proc/{pid}/status").read_text().split(field, 1)[1].split()[0])
-    except (OSError, IndexError, ValueError):
-        return 0
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        return [
-            int(k)
-            for task in Path(f"/proc/{pid}/task").iterdir()
-            for k in (task / "children").read_text().split()
-        ]
-    except (OSError, ValueError):
-        return []
-
-
 class _JobRss:
     """Peak RSS of the drift job: its own peak plus its Evidently worker's.
 
-    Its own peak is `VmHWM`, not `ru_maxrss`: Linux carries `ru_maxrss` over from the forked
-    parent across exec, so a child of a benchmark that just generated a million rows would
-    report the parent's peak. The worker (a child whose command line names `serve_worker`; not
-    the `git` MLflow forks, whose RSS right after the fork is a copy of the job's) is polled
-    every 20 ms for its own `VmHWM` (a cheap read). The sum of the two peaks is an upper bound
-    of the two processes' peak together.
+    Its own peak is `VmHWM` (see `own_peak_mb`). The worker (a child whose command line names
+    `serve_worker`; not the `git` MLflow forks, whose RSS right after the fork is a copy of the
+    job's) is polled every 20 ms for its own `VmHWM` (a cheap read). The sum of the two peaks
+    is an upper bound of the two processes' peak together.
     """
 
     def __init__(self) -> None:
@@ -181,13 +166,13 @@ class _JobRss:
     def _poll(self) -> None:
         me = os.getpid()
         while not self._stop.wait(0.02):
-            for pid in _children(me):
+            for pid in children(me):
                 try:
                     cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
                 except OSError:
                     continue
                 if b"serve_worker" in cmdline:
-                    self.worker_kb = max(self.worker_kb, _status_kb(pid, "VmHWM:"))
+                    self.worker_kb = max(self.worker_kb, status_kb(pid, "VmHWM"))
 
     def __enter__(self) -> _JobRss:
         self._thread.start()
@@ -198,13 +183,7 @@ class _JobRss:
         self._thread.join()
 
     def peak_mb(self) -> float:
-        return (_max_rss_mb() * 1024 + self.worker_kb) / 1024
-
-
-def _max_rss_mb() -> float:
-    """This process's own peak RSS (`VmHWM`, see `_JobRss`)."""
-    own = _status_kb("self", "VmHWM:") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return own / 1024
+        return own_peak_mb() + self.worker_kb / 1024
 
 
 def _cpu_s() -> float:
@@ -293,7 +272,7 @@ def child_full(
             {
                 "wall_s": time.perf_counter() - started,
                 "cpu_s": _cpu_s(),
-                "rss_mb": _max_rss_mb(),
+                "rss_mb": own_peak_mb(),
                 "dataset_drift": share >= drift_share,
                 "drift_share": share,
                 "drifted": sorted(drifted, key=order.get),
@@ -374,17 +353,6 @@ def _table(results: list[dict], ref_rows: int, machine: str, full_max: int) -> s
     return head + "\n".join(_fmt_row(r) for r in results) + "\n" + note
 
 
-def _write_docs(text: str) -> None:
-    path = ROOT / "docs" / "benchmarks.md"
-    start, end = "<!-- drift:start -->", "<!-- drift:end -->"
-    doc = path.read_text() if path.exists() else f"# Benchmarks\n\n{start}\n{end}\n"
-    if start not in doc:
-        doc += f"\n## Drift job (`python benchmarks/drift.py`)\n{start}\n{end}\n"
-    head, rest = doc.split(start, 1)
-    tail = rest.split(end, 1)[1]
-    path.write_text(f"{head}{start}\n{text}{end}{tail}")
-
-
 @app.command("run")
 def main(
     sizes: str = typer.Option("10000,100000,1000000", help="Comma-separated window sizes."),
@@ -453,7 +421,7 @@ def main(
     typer.echo(text)
     (work / "results.json").write_text(json.dumps(results, indent=2))
     if docs:
-        _write_docs(text)
+        write_section("drift", text, HEADING)
 
 
 if __name__ == "__main__":

@@ -19,14 +19,11 @@ Loopback only; every load is bounded by a duration and a request cap; servers ar
 from __future__ import annotations
 
 import argparse
-import contextlib
-import functools
 import http.client
 import json
 import os
 import platform
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -36,22 +33,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from benchmarks.harness import ROOT, docs
+from benchmarks.harness.server import (
+    Server,
+    mlcycle_serve_command,
+    mlflow_serve_command,
+    server_env,
+)
+from benchmarks.harness.store import MODEL_URI, use_store
 from mlcycle.core.prediction_log import BATCHES, ROWS
 
-ROOT = Path(__file__).resolve().parents[1]
 TARGET = 500_000  # rows/s, issue 5
-CHILD = """
-import json, sys, time
-from serving.scoring import score_file
-def peak_mb():  # VmHWM: this process's peak RSS (ru_maxrss would include the parent's, via exec)
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-t = time.perf_counter()
-rows, seconds, label = score_file(sys.argv[1], sys.argv[2])
-print(json.dumps({"rows": rows, "seconds": seconds, "wall": time.perf_counter() - t,
-                  "peak_mb": peak_mb()}))
-"""
+HEADING = "## Batch scoring (`python -m benchmarks.scoring`)"
 # MLflow scoring-protocol formats: name -> Content-Type. `mlflow models serve` accepts all four.
 FORMATS = {
     "dataframe_split": "application/json",
@@ -76,17 +69,6 @@ QUICK = {
 SERVER_BODY_LIMIT = 16 * 1024 * 1024  # serving's default MLCYCLE_MAX_BODY_BYTES
 
 
-@functools.cache
-def _serving_bench():
-    """benchmarks/serving.py as a module (its store, server and docs helpers are shared)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("bench_serving", ROOT / "benchmarks/serving.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 # ---------------------------------------------------------------------------------------------
 # Part 1: `mlcycle score`
 
@@ -96,8 +78,8 @@ def numpy_anchor(n: int) -> float:
     import mlflow
     import numpy as np
 
-    model = mlflow.pyfunc.load_model("models:/credit-risk@production").unwrap_python_model()
-    layers = model._layers  # the same float64 weights the fast path uses
+    model = mlflow.pyfunc.load_model(MODEL_URI).unwrap_python_model()
+    layers = model.layers  # the same float64 weights the fast path uses
     x = np.random.default_rng(0).normal(size=(n, layers[0][0].shape[0]))
     started = time.perf_counter()
     for i in range(0, n, 16_384):  # same slicing as `mlcycle score`: cache-sized matrices
@@ -127,7 +109,7 @@ def score_table(root: Path, sizes: list[int]) -> tuple[list[str], float]:
         csv = root / f"in-{n}.csv"
         synthetic.generate(n, seed=3).drop(columns=["default"]).to_csv(csv, index=False)
         out = subprocess.run(
-            [sys.executable, "-c", CHILD, str(csv), str(root / f"o-{n}.pq")],
+            [sys.executable, "-m", "benchmarks.score_process", str(csv), str(root / f"o-{n}.pq")],
             capture_output=True,
             text=True,
             cwd=ROOT,
@@ -161,7 +143,7 @@ def input_frame(n: int):
 
     from mlcycle.core import synthetic
 
-    info = mlflow.models.get_model_info("models:/credit-risk@production")
+    info = mlflow.models.get_model_info(MODEL_URI)
     names = info.signature.inputs.input_names()
     return synthetic.generate(n, seed=7)[names]
 
@@ -296,90 +278,8 @@ def run_load(port: int, bodies: list, ctype: str, n_rows: int, threads: int, loa
     return load
 
 
-class ServerTree:
-    """A server started in its own session, its processes' memory, and a sure stop."""
-
-    def __init__(self, name: str, cmd: list[str], env: dict, log_path: Path, cwd: Path) -> None:
-        self.name = name
-        self.log_path = log_path
-        self._bench = _serving_bench()  # cached module
-        self.port = self._bench.free_port()
-        cmd = [c.replace("{port}", str(self.port)) for c in cmd]
-        with open(log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-
-    def wait_ready(self, path: str, timeout: float) -> None:
-        """Wait for GET `path` to answer 200, or raise with the server log's tail."""
-        try:
-            self._bench.wait_ready(f"http://127.0.0.1:{self.port}{path}", self.proc, timeout)
-        except RuntimeError as exc:
-            tail = self.log_path.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"{self.name} did not start ({exc}); log tail:\n{tail}") from None
-
-    def pids(self) -> list[int]:
-        """The server's live processes: its own and every one below it (`mlcycle serve` runs
-        the server in a process group of its own, so the group alone would miss it)."""
-        children: dict[int, list[int]] = {}
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            fields = stat.rsplit(")", 1)[1].split()  # state, ppid, ...
-            if fields[0] != "Z":
-                children.setdefault(int(fields[1]), []).append(int(entry))
-        out, todo = [], [self.proc.pid] if self.proc.poll() is None else []
-        while todo:
-            pid = todo.pop()
-            out.append(pid)
-            todo.extend(children.get(pid, []))
-        return out
-
-    def reset_peaks(self) -> None:
-        """Reset every process's VmHWM to its current RSS (`clear_refs` 5), where allowed."""
-        for pid in self.pids():
-            with contextlib.suppress(OSError):
-                Path(f"/proc/{pid}/clear_refs").write_text("5")
-
-    def memory_mb(self, key: str) -> float:
-        """Sum over the server's processes of `key` (VmHWM or VmRSS) in /proc/PID/status."""
-        total = 0
-        for pid in self.pids():
-            try:
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith(key + ":"):
-                        total += int(line.split()[1])
-            except OSError:
-                continue
-        return total / 1024
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU seconds used so far by the server's live processes."""
-        ticks = 0
-        for pid in self.pids():
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            ticks += int(fields[11]) + int(fields[12])  # utime, stime
-        return ticks / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        """SIGTERM the group (SIGKILL after 20 s), then kill any process left in it."""
-        try:
-            self._bench.stop(self.proc)
-        finally:
-            for pid in self.pids():
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
-
-
 def measure_server(
-    server: ServerTree, bodies: dict, args, min_requests: int, max_requests: int
+    server: Server, bodies: dict, args, min_requests: int, max_requests: int
 ) -> tuple[dict, int]:
     """Warm `server` up, then load it with every body.
 
@@ -447,7 +347,6 @@ def logged_rows(db: Path) -> tuple[int, str]:
 
 def invocations(root: Path, args) -> tuple[list[str], dict]:
     """Measure `/invocations` on mlcycle and on `mlflow models serve`; returns lines + figures."""
-    bench = _serving_bench()
     batch_rows = sorted(int(x) for x in args.batch_rows.split(","))
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     unknown = [f for f in formats if f not in FORMATS]
@@ -462,7 +361,7 @@ def invocations(root: Path, args) -> tuple[list[str], dict]:
     }
     del frame
     largest = max(len(b) for group in bodies.values() for b in group)
-    env = bench.server_env(root)
+    env = server_env(root)
     limit_note = ""
     if largest > int(env.get("MLCYCLE_MAX_BODY_BYTES", SERVER_BODY_LIMIT)):
         env["MLCYCLE_MAX_BODY_BYTES"] = str(largest + (1 << 20))
@@ -470,20 +369,12 @@ def invocations(root: Path, args) -> tuple[list[str], dict]:
     from serving.settings import get_settings
 
     s = get_settings()
-    mlcycle = ServerTree(
-        "mlcycle serve",
-        [sys.executable, "-m", "serving", "--port", "{port}", "--workers", str(args.workers)],
-        env,
-        root / "mlcycle-serve.log",
-        ROOT,
-    )
-    try:
+    serve = mlcycle_serve_command(args.workers)
+    with Server("mlcycle serve", serve, env, root / "mlcycle-serve.log", ROOT) as mlcycle:
         mlcycle.wait_ready("/v2/health/ready", args.start_timeout)
         ours, acked = measure_server(
             mlcycle, bodies, args, 2 * args.client_threads, args.max_requests
         )
-    finally:
-        mlcycle.stop()
     acked += sum(r["load"].ok_rows for r in ours.values())
     logged, parts = logged_rows(root / "pred.db")
     log_ok = logged >= acked
@@ -494,22 +385,11 @@ def invocations(root: Path, args) -> tuple[list[str], dict]:
     print(log_line, flush=True)
     theirs = {}
     if not args.skip_mlflow:
-        anchor = ServerTree(
-            f"mlflow serve -w {args.workers}",
-            [
-                *bench.mlflow_serve_command("models:/credit-risk@production"),
-                "-w",
-                str(args.workers),
-            ],
-            env,
-            root / "mlflow-serve.log",
-            root,
-        )
-        try:
+        name = f"mlflow serve -w {args.workers}"
+        cmd = [*mlflow_serve_command(MODEL_URI), "-w", str(args.workers)]
+        with Server(name, cmd, env, root / "mlflow-serve.log", root) as anchor:
             anchor.wait_ready("/ping", args.start_timeout)
             theirs, _ = measure_server(anchor, bodies, args, 2, max(args.mlflow_requests, 2))
-        finally:
-            anchor.stop()
     lines = invocations_table(bodies, ours, theirs, args, s, limit_note) + ["", log_line]
     if theirs:
         agree = compare_answers(ours, theirs)
@@ -663,13 +543,9 @@ def main() -> None:
     args.load_at_start = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    bench = _serving_bench()  # also puts the repository first on sys.path
     root = Path(tempfile.mkdtemp(prefix="mlcycle-score-bench-"))
     try:
-        if args.tracking_uri:
-            os.environ["MLFLOW_TRACKING_URI"] = args.tracking_uri
-        else:
-            bench.train_store(root)
+        use_store(root, args.tracking_uri)
         lines, summary = [], []
         if not args.skip_score:
             score_lines, best_score = score_table(root, [int(x) for x in args.sizes.split(",")])
@@ -699,7 +575,7 @@ def main() -> None:
         if args.skip_score or args.skip_invocations:
             print("partial run (--skip-*): docs/benchmarks.md not written", file=sys.stderr)
             return
-        bench.write_section(ROOT / "docs" / "benchmarks.md", "scoring", report)
+        docs.write_section("scoring", report, HEADING)
     finally:
         if args.keep:
             print(f"kept {root}", file=sys.stderr)

@@ -10,64 +10,34 @@ docs/benchmarks.md. Loopback only; `--minutes` bounds it (default 5).
 from __future__ import annotations
 
 import argparse
-import functools
-import importlib.util
-import json
 import sqlite3
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import requests
+from benchmarks.harness import docs, wrk
+from benchmarks.harness.server import Server, server_env, venv_script
+from benchmarks.harness.store import one_row_body, use_store
+from mlcycle.core.prediction_log import ROWS
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@functools.cache
-def _module(name: str):
-    """A sibling benchmark script as a module (its server and wrk helpers are shared)."""
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / f"benchmarks/{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-def _body(root: Path) -> Path:
-    import mlflow
-    import pandas as pd
-
-    local = mlflow.artifacts.download_artifacts("models:/credit-risk@production")
-    ex = pd.DataFrame(mlflow.models.Model.load(local).load_input_example(local)).head(1)
-    body = root / "body.json"
-    body.write_text(json.dumps({"dataframe_records": json.loads(ex.to_json(orient="records"))}))
-    return body
+HEADING = "## Soak (`python -m benchmarks.soak`)"
 
 
 def _logged_rows(db: Path) -> int:
     with sqlite3.connect(db) as conn:
-        return conn.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
+        return conn.execute(f"SELECT COUNT(*) FROM {ROWS}").fetchone()[0]
 
 
 def soak(root: Path, minutes: int, conns: int) -> tuple[list[dict], dict]:
     """Run the soak; returns the per-minute figures and the totals."""
-    bench, scoring = _module("serving"), _module("scoring")
-    body = _body(root)
-    mlcycle = str(Path(bench.sys.executable).parent / "mlcycle")
-    server = scoring.ServerTree(
-        "mlcycle", [mlcycle, "serve", "--port", "{port}"], bench.server_env(root),
-        root / "server.log", root,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{server.port}"
-    try:
+    body = one_row_body(root)
+    cmd = [venv_script("mlcycle"), "serve", "--port", "{port}"]
+    with Server("mlcycle", cmd, server_env(root), root / "server.log", root) as server:
         server.wait_ready("/v2/health/ready", 180)
-        for _ in range(50):  # warm every worker
-            requests.post(url + "/invocations", data=body.read_bytes(), timeout=30,
-                          headers={"Content-Type": "application/json"})  # fmt: skip
+        server.warm(body, 50)  # every worker
         start_mb, minutes_out = server.memory_mb("VmRSS"), []
         for minute in range(1, minutes + 1):
-            r = bench.wrk(url, body, conns, 60)
+            r = wrk.run(server.url + "/invocations", body, conns, 60)
             r.update(minute=minute, rss_mb=server.memory_mb("VmRSS"))
             print(
                 f"minute {minute}: {r['rps']:,.0f} req/s  p50 {r['p50']:.2f} ms  "
@@ -77,8 +47,6 @@ def soak(root: Path, minutes: int, conns: int) -> tuple[list[dict], dict]:
             minutes_out.append(r)
         time.sleep(1)
         totals = {"start_mb": start_mb, "rows": _logged_rows(root / "pred.db")}
-    finally:
-        server.stop()
     return minutes_out, totals
 
 
@@ -117,19 +85,12 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="do not touch docs/")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="mlcycle-soak-"))
-    bench = _module("serving")
-    if args.tracking_uri:
-        import mlflow
-
-        bench.os.environ["MLFLOW_TRACKING_URI"] = args.tracking_uri
-        mlflow.set_tracking_uri(args.tracking_uri)
-    else:
-        bench.train_store(root)
+    use_store(root, args.tracking_uri)
     runs, totals = soak(root, args.minutes, args.connections)
     text = summarize(runs, totals, args.connections)
     print(text)
     if not args.no_write:
-        bench.write_section(ROOT / "docs/benchmarks.md", "soak", text)
+        docs.write_section("soak", text, HEADING)
 
 
 if __name__ == "__main__":
