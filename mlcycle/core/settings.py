@@ -256,13 +256,16 @@ def describe(cls: type[BaseSettings], exc: ValidationError) -> str:
             by_key[env] = (name, env)
     lines: list[str] = []
     for error in exc.errors():
-        if not error["loc"] or error["loc"][0] not in by_key:
-            cause = error.get("ctx", {}).get("error")
-            line = str(cause) if cause is not None else error["msg"]
-        else:
-            name, env = by_key[error["loc"][0]]
+        key = error["loc"][0] if error["loc"] else None
+        if key in by_key:
+            name, env = by_key[key]
             env = env or env_names(cls, name)[0]
             line = f"{env}: must be {accepts(cls.model_fields[name])}, got {error['input']!r}"
+        elif key is not None:  # not a field: a misspelt override
+            line = f"{key}: {error['msg']}"
+        else:  # a check of the whole object: its own message
+            cause = error.get("ctx", {}).get("error")
+            line = str(cause) if cause is not None else error["msg"]
         if line not in lines:
             lines.append(line)
     return "\n".join(lines)

@@ -5,6 +5,7 @@ code renders."""
 from __future__ import annotations
 
 import os
+import types
 import typing
 from pathlib import Path
 
@@ -41,25 +42,24 @@ def clean_env(monkeypatch, tmp_path):
     monkeypatch.setenv("MLCYCLE_HOME", str(tmp_path))
 
 
-def _fields(kind: str) -> list[tuple[type, str, str]]:
+def _kind(annotation) -> str | None:
+    """`bool`, `number` or `choice` for the fields that must refuse bad values, else None."""
+    if typing.get_origin(annotation) is typing.Literal:
+        return "choice"
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        annotation = args[0]  # optional: the same checks when set
+    return {bool: "bool", int: "number", float: "number"}.get(annotation)
+
+
+def _fields(kind: str) -> list:
     """(class, field, its first variable) of every field of one kind in every settings class."""
-    found = []
-    for cls in settings_doc.settings_classes():
-        for name in settings_doc.own_fields(cls):
-            field = cls.model_fields[name]
-            annotation = field.annotation
-            args = [a for a in typing.get_args(annotation) if a is not type(None)]
-            base = args[0] if typing.get_origin(annotation) is not None and args else annotation
-            if typing.get_origin(annotation) is typing.Literal:
-                base = typing.Literal
-            is_kind = {
-                "bool": base is bool,
-                "number": base in (int, float),
-                "choice": base is typing.Literal,
-            }[kind]
-            if is_kind:
-                found.append(pytest.param(cls, name, env_names(cls, name)[0], id=f"{name}"))
-    return found
+    return [
+        pytest.param(cls, name, env_names(cls, name)[0], id=name)
+        for cls in settings_doc.settings_classes()
+        for name in settings_doc.own_fields(cls)
+        if _kind(cls.model_fields[name].annotation) == kind
+    ]
 
 
 def _refused(cls, env: str, value: str, monkeypatch) -> str:
@@ -129,6 +129,11 @@ def test_a_cli_override_wins_over_the_variable_and_is_validated_too(monkeypatch)
     assert ServingSettings.load(workers=5).workers == 5
     with pytest.raises(SettingsError, match="MLCYCLE_WORKERS: must be an integer >= 1, got 0"):
         ServingSettings.load(workers=0)
+
+
+def test_a_misspelt_override_is_named():
+    with pytest.raises(SettingsError, match="wrokers: Extra inputs are not permitted"):
+        ServingSettings.load(wrokers=3)
 
 
 def test_empty_means_unset_and_renamed_variables_are_read(monkeypatch):
