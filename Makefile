@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export MLFLOW_DISABLE_TELEMETRY := true
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup demo test test-fast lint format ui serve clean
+.PHONY: setup demo test test-fast lint format settings-doc ui serve clean
 
 $(BIN)/mlcycle: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ lint: setup
 format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+settings-doc: setup  ## regenerate docs/settings.md's tables from the settings classes
+	$(BIN)/python -m mlcycle.settings_doc
 
 ui: setup  ## the MLflow UI on the embedded store
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --port 5000

@@ -20,6 +20,7 @@ from pathlib import Path
 import typer
 
 from mlcycle.core import config
+from mlcycle.core.settings import SettingsError, SharedSettings
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,11 @@ def demo(
     ),
 ) -> None:
     """Run the whole platform on the embedded default: train → register → serve → drift."""
+    try:
+        shared = SharedSettings.load()
+    except SettingsError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     env = {
         **os.environ,
         "MLFLOW_TRACKING_URI": config.tracking_uri(),
@@ -110,7 +116,7 @@ def demo(
         ],
         env,
     )
-    _run([*mlcycle, "history", "credit-risk"], env)
+    _run([*mlcycle, "history", shared.model_name], env)
     _step(f"2. Serve the production model on {url}")
     server = subprocess.Popen(
         [*mlcycle, "serve", "--port", str(port)], env=env, start_new_session=True
@@ -139,7 +145,7 @@ def demo(
         _step("4. Drifted traffic, then a drift run (expect exit 1: drift)")
         _run([*traffic, "--drift", "0.8"], env)
         _run([*mlcycle, "drift", "--last", str(rows)], env, check=False)
-        reports = Path(os.environ.get("MLCYCLE_REPORTS_DIR") or config.state_dir() / "reports")
+        reports = shared.reports_dir
         _step("Done. Open:")
         typer.echo(f"  web app:       {url}/")
         typer.echo(f"  drift report:  {reports / 'latest.html'}")

@@ -7,7 +7,6 @@ traffic. Heavy libraries are imported inside the functions.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -65,17 +64,14 @@ def drift(
     Exit code: 0 no drift, 1 drift, 2 could not judge (unknown model, empty or missing log,
     too few rows).
     """
-    from monitoring.settings import get_settings
+    from monitoring.settings import SettingsError, get_settings
     from monitoring.windows import WindowError, make_window, parse_duration
 
+    options = {"drift_share": drift_share, "reports_dir": reports_dir}
     try:
-        settings = get_settings()
-    except ValueError as exc:
-        _fail(f"bad monitoring setting: {exc}")
-    overrides = {"drift_share": drift_share, "reports_dir": reports_dir}
-    settings = dataclasses.replace(
-        settings, **{k: v for k, v in overrides.items() if v is not None}
-    )
+        settings = get_settings(**{k: v for k, v in options.items() if v is not None})
+    except SettingsError as exc:
+        _fail(str(exc))
 
     def one() -> int:
         window = make_window(since, from_, to, last, settings.default_last)
@@ -113,7 +109,8 @@ def _check_once(window, model_version, model_name, settings, as_json: bool) -> i
 
 
 def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
+    for line in message.splitlines():
+        typer.echo(f"error: {line}", err=True)
     raise typer.Exit(2)
 
 

@@ -1,8 +1,9 @@
 """`mlcycle train` / `python -m pipelines train`: the training pipeline's command line.
 
 In: typed options (each documented in `--help`). Out: an MLflow run and a registered version
-(see `pipelines.pipeline`); a one-line summary on stdout. Bad input data prints one clear error
-line and exits with code 1. Heavy libraries load only when the command runs.
+(see `pipelines.pipeline`); a one-line summary on stdout. Bad input data or a bad setting
+(`MLCYCLE_MODEL_NAME`, ...) prints one clear error line and exits with code 1. Heavy libraries
+load only when the command runs.
 """
 
 from __future__ import annotations
@@ -57,8 +58,8 @@ def train(
     from pipelines.data import DataError
     from pipelines.settings import TrainConfig, get_settings, parse_hidden
 
-    settings = get_settings()
     try:
+        settings = get_settings()
         if baseline not in BASELINES:
             raise ValueError(f"--baseline must be one of {', '.join(BASELINES)}, got {baseline!r}")
         cfg = TrainConfig(
@@ -78,7 +79,7 @@ def train(
         from pipelines.pipeline import run
 
         result = run(cfg)
-    except (DataError, ValueError) as exc:
+    except (DataError, ValueError) as exc:  # a SettingsError too: it names the variable
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=1) from None
     state = "promoted to production" if result.promoted else "kept in staging"

@@ -1,33 +1,35 @@
 """Settings of the training pipeline, from environment variables and command-line options.
 
-In: `MLCYCLE_MODEL_NAME` (registered model name, default `credit-risk`) and
-`MLCYCLE_EXPERIMENT` (MLflow experiment for standalone runs, default `credit-risk`).
+In: the shared `MLCYCLE_MODEL_NAME` (`mlcycle.core.settings`) and `MLCYCLE_EXPERIMENT`
+(docs/settings.md, generated from this module).
 Out: `Settings` (environment defaults) and `TrainConfig` (one training run's options).
 Nothing is read at import: call `get_settings()`.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
-DEFAULT_MODEL_NAME = "credit-risk"
+from mlcycle.core.settings import MODEL_NAME, ModelSettings, SettingsError
+
+__all__ = ["Settings", "SettingsError", "TrainConfig", "get_settings", "parse_hidden"]
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Environment defaults of the pipeline."""
+class Settings(ModelSettings):
+    """The training pipeline: `mlcycle train` (and `mlflow run .`)."""
 
-    model_name: str = DEFAULT_MODEL_NAME
-    experiment: str = DEFAULT_MODEL_NAME
+    experiment: str = MODEL_NAME
+    """MLflow experiment for standalone runs (not under `mlflow run`); named like the default
+    model."""
 
 
 def get_settings() -> Settings:
-    """Build the settings from the environment (read on every call, never at import)."""
-    return Settings(
-        model_name=os.environ.get("MLCYCLE_MODEL_NAME") or DEFAULT_MODEL_NAME,
-        experiment=os.environ.get("MLCYCLE_EXPERIMENT") or DEFAULT_MODEL_NAME,
-    )
+    """Build the settings from the environment (read on every call, never at import).
+
+    Raises:
+        SettingsError: a variable holds a value that cannot work (the message names it).
+    """
+    return Settings.load()
 
 
 @dataclass(frozen=True)
@@ -58,10 +60,10 @@ class TrainConfig:
     batch_size: int = 128
     learning_rate: float = 3e-3
     seed: int = 42
-    model_name: str = DEFAULT_MODEL_NAME
+    model_name: str = MODEL_NAME
     promote_margin: float = 0.0
     baseline: str = "logreg"
-    experiment: str = DEFAULT_MODEL_NAME
+    experiment: str = MODEL_NAME
     register: bool = True
 
     def params(self) -> dict[str, object]:

@@ -41,7 +41,7 @@ from serving.guard import OutOfRange
 from serving.metrics import get_metrics, render
 from serving.model import ModelService
 from serving.predlog import LogHooks, PredictionLog, open_store
-from serving.settings import Settings, get_settings
+from serving.settings import Launched, Settings, get_settings, launched
 from serving.watcher import ModelWatcher, ServingState, mlflow_loader, registry_resolver
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,13 @@ JSON = "application/json"
 class Serving:
     """Per-worker serving state: settings, current model, watcher, prediction log, metrics."""
 
-    def __init__(self, settings: Settings, model_service: ModelService | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        model_service: ModelService | None = None,
+        launch: Launched | None = None,
+    ) -> None:
+        launch = launch or launched()  # a launcher's worker: its run folder, sibling workers
         self.settings = settings
         self.state = ServingState()
         self.metrics = get_metrics()
@@ -59,8 +65,8 @@ class Serving:
         self.watcher: ModelWatcher | None = None
         self.predlog: PredictionLog | None = None
         self.closed = False
-        self.run_dir = os.environ.get("MLCYCLE_RUN_DIR")
-        self._expected_workers = int(os.environ.get("MLCYCLE_EXPECTED_WORKERS", "1"))
+        self.run_dir = launch.run_dir
+        self._expected_workers = launch.workers
         if settings.log_predictions:
             self.predlog = _prediction_log(settings, self.metrics)
         if model_service is not None:
@@ -178,9 +184,9 @@ def _prediction_log(settings: Settings, metrics) -> PredictionLog:
 
 
 def _configure_logging() -> None:
-    """Under the launcher, workers are fresh processes: show serving's INFO lines (swaps)."""
+    """A worker of the launcher is a fresh process: show serving's INFO lines (swaps)."""
     logger = logging.getLogger("serving")
-    if os.environ.get("MLCYCLE_RUN_DIR") and not logger.handlers:
+    if not logger.handlers:
         handler = logging.StreamHandler()
         handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(process)d]: %(message)s")
@@ -237,7 +243,8 @@ def create_app(
     """Build the serving app.
 
     Args:
-        settings: serving settings (default: `get_settings()` from the environment).
+        settings: serving settings (default: `get_settings()`: in a worker of the launcher
+            the launcher's, else from the environment).
         model_service: a model to serve as-is (tests); without it a watcher thread follows
             the registry.
 
@@ -245,10 +252,12 @@ def create_app(
         The Flask app; its serving state is `app.extensions["mlcycle"]`.
     """
     settings = settings or get_settings()
-    _configure_logging()
+    launch = launched()
+    if launch.run_dir:
+        _configure_logging()
     app = Flask(__name__)
     app.json.sort_keys = False
-    serving = Serving(settings, model_service)
+    serving = Serving(settings, model_service, launch)
     if serving.run_dir:  # a worker of the launcher: flush the log on exit
         serving.close_at_exit()
     app.extensions["mlcycle"] = serving

@@ -1,8 +1,10 @@
 """`mlcycle serve` (the launcher) and `mlcycle score` (streaming batch scoring).
 
-In: typed command-line options (each mirrors an `MLCYCLE_*` variable; see docs/serving.md).
-Out: `serve` runs the app under granian or gunicorn with N worker processes until stopped,
-then drains it (readiness 503, accepted requests answered, killed after a grace period);
+In: typed command-line options (each mirrors an `MLCYCLE_*` variable; see docs/settings.md).
+Out: `serve` validates the settings (environment plus options), refusing a bad value with one
+line naming the variable, then runs the app under granian or gunicorn with N worker processes
+until stopped, then drains it (readiness 503, accepted requests answered, killed after a grace
+period); the workers get the settings from the run folder, never from per-option variables;
 `score` writes one probability per input row to a Parquet file.
 Heavy imports (mlflow, pyarrow) happen inside the functions.
 """
@@ -21,8 +23,12 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from serving.settings import Settings
 
 log = logging.getLogger(__name__)
 APP_FACTORY = "serving.app:create_app"
@@ -100,8 +106,10 @@ def server_command(
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to bind (0.0.0.0 in containers)."),
     port: int = typer.Option(5001, help="Port to listen on."),
-    workers: int = typer.Option(None, help="Worker processes [env MLCYCLE_WORKERS, 2]."),
-    threads: int = typer.Option(None, help="Request threads per worker [env MLCYCLE_THREADS, 32]."),
+    workers: int = typer.Option(None, min=1, help="Worker processes [env MLCYCLE_WORKERS, 2]."),
+    threads: int = typer.Option(
+        None, min=1, help="Request threads per worker [env MLCYCLE_THREADS, 32]."
+    ),
     server: str = typer.Option(None, help="granian or gunicorn [env MLCYCLE_SERVER, granian]."),
     model_name: str = typer.Option(None, help="Registered model [env MLCYCLE_MODEL_NAME]."),
     alias: str = typer.Option(None, help="Alias to follow [env MLCYCLE_MODEL_ALIAS, production]."),
@@ -111,83 +119,65 @@ def serve(
     prediction_log_url: str = typer.Option(None, help="SQLAlchemy URL of the prediction log."),
 ) -> None:
     """Serve the production model over HTTP until interrupted."""
-    overrides = {
-        "MLCYCLE_WORKERS": workers,
-        "MLCYCLE_THREADS": threads,
-        "MLCYCLE_SERVER": server,
-        "MLCYCLE_MODEL_NAME": model_name,
-        "MLCYCLE_MODEL_ALIAS": alias,
-        "MLCYCLE_POLL_INTERVAL": poll_interval,
-        "MLCYCLE_BATCHING": batching,
-        "MLCYCLE_CACHE": cache,
-        "MLCYCLE_PREDICTION_LOG_URL": prediction_log_url,
-    }
-    for key, value in overrides.items():
-        if value is not None:
-            os.environ[key] = str(value)
-    from serving.settings import SettingsError, get_settings
+    from serving.settings import Settings, SettingsError
+    from serving.web.settings import get_settings as web_settings
 
+    options = {
+        "workers": workers,
+        "threads": threads,
+        "server": server,
+        "model_name": model_name,
+        "model_alias": alias,
+        "poll_interval": poll_interval,
+        "batching": batching,
+        "cache": cache,
+        "prediction_log_url": prediction_log_url,
+    }
     try:
-        settings = get_settings()
+        settings = Settings.load(**{k: v for k, v in options.items() if v is not None})
+        web_settings()  # the workers' web pages read it: refuse a bad value now, not per page
     except SettingsError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        for line in str(exc).splitlines():
+            typer.echo(f"error: {line}", err=True)
         raise typer.Exit(2) from None
-    code = launch(
-        APP_FACTORY,
-        settings.server,
-        host,
-        port,
-        settings.workers,
-        settings.threads,
-        stop_delay_s=settings.shutdown_delay_s,
-        stop_grace_s=settings.shutdown_grace_s,
-    )
-    raise typer.Exit(code)
+    raise typer.Exit(launch(APP_FACTORY, settings, host, port))
 
 
 _BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def launch(
-    target: str,
-    server: str,
-    host: str,
-    port: int,
-    workers: int,
-    threads: int,
-    factory: bool = True,
-    stop_delay_s: float = 0.0,
-    stop_grace_s: float = 20.0,
-) -> int:
+def launch(target: str, settings: Settings, host: str, port: int, factory: bool = True) -> int:
     """Run a WSGI app under a server with a fresh run folder and Prometheus multiprocess folder.
 
+    The workers get `settings` from the run folder (`serving.rundir.write_settings`); their
+    environment only names the folder (`MLCYCLE_RUN_DIR`) and the Prometheus folder.
+
     Args:
-        target, server, host, port, workers, threads, factory: as for `server_command`.
-        stop_delay_s: after a stop signal, seconds to keep serving with readiness 503.
-        stop_grace_s: after a stop signal, seconds until the server is killed (see `_supervise`).
+        target, host, port, factory: as for `server_command`.
+        settings: the serving settings: server, workers, threads; `shutdown_delay_s` (after a
+            stop signal, seconds to keep serving with readiness 503) and `shutdown_grace_s`
+            (seconds until the server is killed, see `_supervise`).
 
     Returns:
         The server's exit code.
     """
+    from serving.rundir import write_settings
     from serving.settings import drain_s
 
     run_dir = tempfile.mkdtemp(prefix="mlcycle-serve-")
     prom = Path(run_dir) / "prometheus"
     prom.mkdir()
+    write_settings(run_dir, settings.model_dump_json())
     env = dict(os.environ)
     env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     for knob in _BLAS_THREADS:  # the workers are the parallelism: one BLAS thread each
         env.setdefault(knob, "1")
     env.setdefault("MALLOC_ARENA_MAX", "2")  # request threads' freed memory is reused
-    env.update(
-        {
-            "PROMETHEUS_MULTIPROC_DIR": str(prom),
-            "MLCYCLE_RUN_DIR": run_dir,
-            "MLCYCLE_EXPECTED_WORKERS": str(workers),
-        }
-    )
-    drain = max(1, int(drain_s(stop_delay_s, stop_grace_s)))
+    env.update({"PROMETHEUS_MULTIPROC_DIR": str(prom), "MLCYCLE_RUN_DIR": run_dir})
+    server, workers, threads = settings.server, settings.workers, settings.threads
+    delay_s, grace_s = settings.shutdown_delay_s, settings.shutdown_grace_s
+    drain = max(1, int(drain_s(delay_s, grace_s)))
     cmd = server_command(server, target, host, port, workers, threads, factory, drain)
     log.info(
         "serving on http://%s:%d with %s, %d workers x %d threads",
@@ -202,7 +192,7 @@ def launch(
     # could hang when its workers died under it mid-shutdown). It dies with this launcher.
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=_die_with(os.getpid()))
     try:
-        return _supervise(proc, stop_grace_s, stop_delay_s, partial(_mark_draining, run_dir))
+        return _supervise(proc, grace_s, delay_s, partial(_mark_draining, run_dir))
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
 

@@ -1,12 +1,15 @@
 """Signals between the launcher and its workers, as files in the run folder (`MLCYCLE_RUN_DIR`).
 
-In: the launcher on a stop signal (`mark_draining`), `POST /admin/reload` in any worker
-(`request_reload`), each worker once it serves a model (`mark_ready`). Out: small files every
-worker of the server reads (microseconds): `draining`, whose text says why readiness is 503;
-`reload`, a fresh random token per request, so every watcher that sees the token change
-re-checks the registry; `ready/<pid>`, the version each worker serves (`ready_workers` counts
-the live ones). The launcher
-makes a fresh run folder per launch, so nothing is left over from a previous server.
+In: the launcher before it starts the server (`write_settings`) and on a stop signal
+(`mark_draining`), `POST /admin/reload` in any worker (`request_reload`), each worker once it
+serves a model (`mark_ready`). Out: small files every worker of the server reads
+(microseconds): `settings.json`, the serving settings the launcher validated, its options
+included (the workers read them instead of the environment: `serving.settings.launched`);
+`draining`, whose text says why readiness is 503; `reload`, a fresh random token per request,
+so every watcher that sees the token change re-checks the registry; `ready/<pid>`, the
+version each worker serves (`ready_workers` counts the live ones). The launcher makes a fresh
+run folder per launch (`mkdtemp`: this user only), so nothing is left over from a previous
+server.
 """
 
 from __future__ import annotations
@@ -15,9 +18,23 @@ import os
 import tempfile
 from pathlib import Path
 
+SETTINGS = "settings.json"
 DRAINING = "draining"
 RELOAD = "reload"
 READY = "ready"
+
+
+def write_settings(run_dir: str | Path, text: str) -> None:
+    """Hand the workers their settings (JSON; readable by this user only, like the folder)."""
+    _replace(Path(run_dir) / SETTINGS, text)
+
+
+def read_settings(run_dir: str | Path) -> str | None:
+    """The settings the launcher wrote, or None (a run folder not made by the launcher)."""
+    try:
+        return (Path(run_dir) / SETTINGS).read_text()
+    except FileNotFoundError:
+        return None
 
 
 def mark_draining(run_dir: str | Path, reason: str) -> None:

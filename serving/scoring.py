@@ -25,15 +25,18 @@ class ScoringError(Exception):
 def load_service(model_name: str | None, version: str | None):
     """Load the registered model version (default: production) as a `ModelService`."""
     from mlcycle.core import config
+    from mlcycle.core.settings import ModelSettings, SettingsError
     from serving.model import ModelService
-    from serving.settings import get_settings
 
+    try:
+        name = model_name or ModelSettings.load().model_name
+    except SettingsError as exc:
+        raise ScoringError(str(exc)) from None
     config.configure_mlflow()
     import mlflow
 
     from mlcycle.core.registry import RegistryError, resolve_production
 
-    name = model_name or get_settings().model_name
     client = mlflow.MlflowClient()
     try:
         version = version or resolve_production(client, name).version

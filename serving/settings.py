@@ -1,119 +1,167 @@
-"""Serving settings, read from environment variables by `get_settings()` (never at import).
+"""Serving settings, read from `MLCYCLE_*` environment variables by `get_settings()`.
 
-In: `MLCYCLE_*` environment variables (see `docs/serving.md` for the full table).
+In: the environment (every variable with its default and what it accepts: docs/settings.md,
+generated from this module) and `mlcycle serve`'s options, passed as keyword overrides.
 Out: one frozen `Settings` object used by the app factory, the launcher and the watcher.
+A worker process of the launcher gets the launcher's `Settings` (its options included), which
+the launcher wrote to its run folder (`launched()`), instead of reading the environment again.
+Nothing is read at import.
 """
 
 from __future__ import annotations
 
-import math
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Annotated, ClassVar, Literal
 
-from mlcycle.core import config
+from pydantic import AliasChoices, Field, model_validator
 
-OUT_OF_RANGE_MODES = ("flag", "reject")
+from mlcycle.core.settings import (
+    LOWER,
+    UPPER,
+    CommaList,
+    Flag,
+    MlcycleSettings,
+    SettingsError,
+    SharedSettings,
+)
+from serving import rundir
 
-
-def _env(name: str, default: str) -> str:
-    value = os.environ.get(name)
-    return default if value is None or value == "" else value
-
-
-def _bool(name: str, default: bool) -> bool:
-    return _env(name, str(default)).strip().lower() in ("1", "true", "yes", "on")
-
-
-def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
-    value = _env(name, default).strip().lower()
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
-    return value
-
-
-def _margin(name: str, default: str) -> float:
-    text = _env(name, default)
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 <= value < math.inf:
-        raise ValueError(f"{name} must be a number >= 0 (share of the training span); got {text!r}")
-    return value
-
-
-def _keys(name: str) -> tuple[str, ...]:
-    return tuple(k.strip() for k in os.environ.get(name, "").split(",") if k.strip())
-
-
-class SettingsError(ValueError):
-    """A `MLCYCLE_*` variable holds a value serving cannot use; the message names it."""
-
-
-def _seconds(name: str, default: float, minimum: float = 0.0) -> float:
-    raw = _env(name, str(default))
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number of seconds, not {raw!r}") from None
-    if not math.isfinite(value) or value < minimum:
-        raise SettingsError(f"{name} must be at least {minimum:g} seconds, not {raw!r}")
-    return value
-
+__all__ = ["Launched", "Settings", "SettingsError", "drain_s", "get_settings", "launched"]
 
 # Time the launcher keeps after granian's own deadline for stuck workers, to kill them itself.
 SHUTDOWN_SLACK_S = 2.0
 # Requests in flight when the server stops accepting get at least this long to finish.
 MIN_DRAIN_S = 1.0
+MiB = 1024 * 1024
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything the serving stage can be configured with."""
+class Settings(SharedSettings):
+    """The serving stage: `mlcycle serve`, its workers and their web pages."""
 
-    model_name: str = "credit-risk"
-    model_alias: str = "production"
+    model_alias: Annotated[str, LOWER] = Field(
+        "production", validation_alias=AliasChoices("MLCYCLE_MODEL_ALIAS", "MLCYCLE_MODEL_STAGE")
+    )
+    """Alias to follow (`production` uses the stage/alias rule); `MLCYCLE_MODEL_STAGE` is read
+    when `MLCYCLE_MODEL_ALIAS` is unset."""
     model_uri: str | None = None
-    prediction_log_url: str = ""
-    reports_dir: str = ""
+    """Serve this fixed model URI instead of following the registry."""
     admin_token: str | None = None
-    api_keys: tuple[str, ...] = field(default_factory=tuple)
-    poll_interval: float = 2.0
-    max_body_bytes: int = 16 * 1024 * 1024
-    large_body_bytes: int = 1024 * 1024
-    threshold: float = 0.5
-    batching: bool = False
-    max_batch: int = 256
-    max_wait_us: int = 500
-    cache: bool = True
-    cache_size: int = 10_000
-    cache_max_rows: int = 256
-    log_predictions: bool = True
-    log_flush_rows: int = 2048
-    log_batch_rows: int = 256
-    log_group_wait_us: int = 200
-    log_wait_s: float = 5.0
-    log_timeout_s: float = 2.0
-    liveness_stall_s: float = 30.0
-    max_in_flight: int = 24
-    max_rows: int = 100_000
-    large_body_queue: int = 0
-    large_body_slots: int = 1
-    large_body_wait_s: float = 2.0
-    drain_bytes: int = 8 * 1024 * 1024
-    log_sync: str = "NORMAL"
-    log_checkpoint_s: float = 0.2
-    server: str = "granian"
-    workers: int = 2
-    threads: int = 32
-    start_watcher: bool = True
-    fast_path: bool = True
-    out_of_range: str = "flag"
-    out_of_range_margin: float = 0.25
-    load_retry_min_s: float = 1.0
-    load_retry_max_s: float = 60.0
-    shutdown_delay_s: float = 0.0
-    shutdown_grace_s: float = 20.0
+    """Token of the admin routes (`X-Admin-Token`); unset: they refuse."""
+    api_keys: CommaList = ()
+    """Keys of the prediction routes (`X-API-Key` or `Authorization: Bearer`); empty: open."""
+    poll_interval: float = Field(2.0, gt=0)
+    """Seconds between registry checks."""
+    max_body_bytes: int = Field(16 * MiB, ge=1)
+    """Larger bodies get 413 before they are read."""
+    large_body_bytes: int = Field(MiB, ge=0)
+    """Bodies this large are scored `MLCYCLE_LARGE_BODY_SLOTS` at a time per server (memory
+    and GIL bound)."""
+    threshold: float = Field(0.5, ge=0, le=1)
+    """`/predict` decision threshold."""
+    batching: Flag = False
+    """Micro-batching of concurrent requests (off by default: measured in docs/serving.md)."""
+    max_batch: int = Field(256, ge=1)
+    """Most rows in one micro-batch."""
+    max_wait_us: int = Field(500, ge=0)
+    """Longest a micro-batch waits for more requests, in microseconds."""
+    cache: Flag = True
+    """Prediction cache."""
+    cache_size: int = Field(10_000, ge=0)
+    """Entries of the prediction cache."""
+    cache_max_rows: int = Field(256, ge=0)
+    """Larger requests skip the cache."""
+    log_predictions: Flag = True
+    """Log scored rows to the prediction log."""
+    log_batch_rows: int = Field(256, ge=0)
+    """Requests of this many rows are logged as one Arrow batch (`0`: never)."""
+    log_group_wait_us: int = Field(200, ge=0)
+    """Longest a commit waits for requests being scored beside it, in microseconds (`0`:
+    never)."""
+    log_wait_s: float = Field(5.0, ge=0, validation_alias="MLCYCLE_PREDICTION_LOG_WAIT_S")
+    """Longest a request waits for a commit to take its rows (then 503, not stored)."""
+    log_timeout_s: float = Field(2.0, ge=0, validation_alias="MLCYCLE_PREDICTION_LOG_TIMEOUT_S")
+    """The store's limits: SQLite busy timeout; PostgreSQL connect, statement, lock and TCP
+    timeouts."""
+    liveness_stall_s: float = Field(30.0, ge=0)
+    """`/v2/health/live` is 503 once requests waited this long with no commit finishing."""
+    max_in_flight: int = Field(24, ge=1)
+    """Prediction requests inside one worker at once; more get 503 + `Retry-After` at once
+    (keep it below `MLCYCLE_THREADS`)."""
+    max_rows: int = Field(100_000, ge=1)
+    """Requests with more rows get 413 naming the limit."""
+    large_body_queue: int = Field(0, ge=0)
+    """Large bodies per worker that may wait for their turn; the rest get 503 at once."""
+    large_body_slots: int = Field(1, ge=1)
+    """Large bodies scored at once by the whole server (all workers)."""
+    large_body_wait_s: float = Field(2.0, ge=0)
+    """Longest a queued large body waits for its turn."""
+    drain_bytes: int = Field(8 * MiB, ge=0)
+    """A refused request's body is read (dropped) up to this much so the client reads the
+    answer; past it the connection is closed."""
+    log_sync: Annotated[Literal["OFF", "NORMAL", "FULL", "EXTRA"], UPPER] = Field(
+        "NORMAL", validation_alias="MLCYCLE_PREDICTION_LOG_SYNC"
+    )
+    """SQLite `synchronous` of the prediction log (`NORMAL` survives process crashes, `FULL`
+    also power loss)."""
+    log_checkpoint_s: float = Field(
+        0.2, ge=0, validation_alias="MLCYCLE_PREDICTION_LOG_CHECKPOINT_S"
+    )
+    """SQLite: seconds between background WAL checkpoints (`0`: SQLite checkpoints inside
+    commits)."""
+    server: Annotated[Literal["granian", "gunicorn"], LOWER] = "granian"
+    """The WSGI server (also `--server`)."""
+    workers: int = Field(2, ge=1)
+    """Worker processes (also `--workers`)."""
+    threads: int = Field(32, ge=1)
+    """Request threads per worker (also `--threads`)."""
+    start_watcher: Flag = True
+    """Follow the registry in a watcher thread (off: serve only a model handed to the app)."""
+    fast_path: Flag = True
+    """WSGI fast path for the prediction routes."""
+    out_of_range: Annotated[Literal["flag", "reject"], LOWER] = "flag"
+    """`flag`: score and flag rows outside the training reference; `reject`: 422 (unseen
+    categories are refused either way)."""
+    out_of_range_margin: float = Field(0.25, ge=0)
+    """Share of each numeric column's training span (`max - min`) allowed beyond it."""
+    load_retry_min_s: float = Field(1.0, ge=0.01)
+    """First wait before a version that failed to load is tried again; doubles after each
+    failure."""
+    load_retry_max_s: float = Field(60.0, ge=0.01)
+    """Longest wait between tries of a version that keeps failing (at least
+    `MLCYCLE_LOAD_RETRY_MIN_S`)."""
+    shutdown_delay_s: float = Field(0.0, ge=0)
+    """After SIGTERM, seconds to keep serving with readiness 503 (Kubernetes: a few, so
+    endpoints drop the pod first)."""
+    shutdown_grace_s: float = Field(20.0, ge=0)
+    """After SIGTERM, seconds until the server and its workers are killed; at least the delay
+    + 3 (2 s for the launcher, at least 1 s for requests in flight)."""
+
+    # Not a setting: rows a prediction-log commit takes at most.
+    log_flush_rows: ClassVar[int] = 2048
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        """Refuse combinations of values that cannot work together."""
+        if self.load_retry_max_s < self.load_retry_min_s:
+            raise ValueError(
+                f"MLCYCLE_LOAD_RETRY_MAX_S ({self.load_retry_max_s:g}) must be at least "
+                f"MLCYCLE_LOAD_RETRY_MIN_S ({self.load_retry_min_s:g})"
+            )
+        if drain_s(self.shutdown_delay_s, self.shutdown_grace_s) < MIN_DRAIN_S:
+            least = self.shutdown_delay_s + SHUTDOWN_SLACK_S + MIN_DRAIN_S
+            raise ValueError(
+                f"MLCYCLE_SHUTDOWN_GRACE_S ({self.shutdown_grace_s:g}) must be at least "
+                f"{least:g}: MLCYCLE_SHUTDOWN_DELAY_S ({self.shutdown_delay_s:g}) + "
+                f"{SHUTDOWN_SLACK_S:g} s to stop + {MIN_DRAIN_S:g} s for requests in flight"
+            )
+        return self
+
+
+class LauncherSettings(MlcycleSettings):
+    """Set by `mlcycle serve` in its workers' environment, not by users."""
+
+    run_dir: str | None = None
+    """The launcher's run folder: its signals to the workers and the workers' settings."""
 
 
 def drain_s(delay_s: float, grace_s: float) -> float:
@@ -122,78 +170,39 @@ def drain_s(delay_s: float, grace_s: float) -> float:
     return grace_s - delay_s - SHUTDOWN_SLACK_S
 
 
+@dataclass(frozen=True)
+class Launched:
+    """What a worker process of the launcher knows from it (empty outside the launcher)."""
+
+    run_dir: str | None = None
+    settings: Settings | None = None
+
+    @property
+    def workers(self) -> int:
+        """Worker processes serving together (readiness waits for all of them)."""
+        return self.settings.workers if self.settings is not None else 1
+
+
+def launched() -> Launched:
+    """The launcher's run folder and settings when this process is one of its workers."""
+    run_dir = LauncherSettings.load().run_dir
+    if not run_dir:
+        return Launched()
+    saved = rundir.read_settings(run_dir)
+    return Launched(run_dir, Settings.model_validate_json(saved) if saved else None)
+
+
 def get_settings() -> Settings:
-    """Build `Settings` from the environment.
+    """Build `Settings` from the environment, or take the launcher's in one of its workers.
+
+    (`mlcycle serve` itself builds them with `Settings.load(**options)`: its options win.)
 
     Returns:
         The settings; unset variables take the documented defaults.
 
     Raises:
-        SettingsError: a variable holds a value that cannot work (the message names it),
-            e.g. `MLCYCLE_OUT_OF_RANGE` other than flag|reject.
+        SettingsError: a variable holds a value that cannot work (one line per variable,
+            naming it and what it accepts), e.g. `MLCYCLE_OUT_OF_RANGE` other than flag|reject.
     """
-    state = config.state_dir()
-    settings = Settings(
-        model_name=_env("MLCYCLE_MODEL_NAME", "credit-risk"),
-        model_alias=_env("MLCYCLE_MODEL_ALIAS", _env("MLCYCLE_MODEL_STAGE", "production")).lower(),
-        model_uri=os.environ.get("MLCYCLE_MODEL_URI") or None,
-        prediction_log_url=_env(
-            "MLCYCLE_PREDICTION_LOG_URL", f"sqlite:///{state / 'predictions.db'}"
-        ),
-        reports_dir=_env("MLCYCLE_REPORTS_DIR", str(state / "reports")),
-        admin_token=os.environ.get("MLCYCLE_ADMIN_TOKEN") or None,
-        api_keys=_keys("MLCYCLE_API_KEYS"),
-        poll_interval=float(_env("MLCYCLE_POLL_INTERVAL", "2")),
-        max_body_bytes=int(_env("MLCYCLE_MAX_BODY_BYTES", str(16 * 1024 * 1024))),
-        large_body_bytes=int(_env("MLCYCLE_LARGE_BODY_BYTES", str(1024 * 1024))),
-        threshold=float(_env("MLCYCLE_THRESHOLD", "0.5")),
-        batching=_bool("MLCYCLE_BATCHING", False),
-        max_batch=int(_env("MLCYCLE_MAX_BATCH", "256")),
-        max_wait_us=int(_env("MLCYCLE_MAX_WAIT_US", "500")),
-        cache=_bool("MLCYCLE_CACHE", True),
-        cache_size=int(_env("MLCYCLE_CACHE_SIZE", "10000")),
-        cache_max_rows=int(_env("MLCYCLE_CACHE_MAX_ROWS", "256")),
-        log_predictions=_bool("MLCYCLE_LOG_PREDICTIONS", True),
-        log_batch_rows=int(_env("MLCYCLE_LOG_BATCH_ROWS", "256")),
-        log_group_wait_us=int(_env("MLCYCLE_LOG_GROUP_WAIT_US", "200")),
-        log_wait_s=float(_env("MLCYCLE_PREDICTION_LOG_WAIT_S", "5")),
-        log_timeout_s=float(_env("MLCYCLE_PREDICTION_LOG_TIMEOUT_S", "2")),
-        liveness_stall_s=float(_env("MLCYCLE_LIVENESS_STALL_S", "30")),
-        max_in_flight=int(_env("MLCYCLE_MAX_IN_FLIGHT", "24")),
-        max_rows=int(_env("MLCYCLE_MAX_ROWS", "100000")),
-        large_body_queue=int(_env("MLCYCLE_LARGE_BODY_QUEUE", "0")),
-        large_body_slots=int(_env("MLCYCLE_LARGE_BODY_SLOTS", "1")),
-        large_body_wait_s=float(_env("MLCYCLE_LARGE_BODY_WAIT_S", "2")),
-        drain_bytes=int(_env("MLCYCLE_DRAIN_BYTES", str(8 * 1024 * 1024))),
-        log_sync=_env("MLCYCLE_PREDICTION_LOG_SYNC", "NORMAL"),
-        log_checkpoint_s=float(_env("MLCYCLE_PREDICTION_LOG_CHECKPOINT_S", "0.2")),
-        server=_env("MLCYCLE_SERVER", "granian"),
-        workers=int(_env("MLCYCLE_WORKERS", "2")),
-        threads=int(_env("MLCYCLE_THREADS", "32")),
-        start_watcher=_bool("MLCYCLE_START_WATCHER", True),
-        fast_path=_bool("MLCYCLE_FAST_PATH", True),
-        out_of_range=_choice("MLCYCLE_OUT_OF_RANGE", "flag", OUT_OF_RANGE_MODES),
-        out_of_range_margin=_margin("MLCYCLE_OUT_OF_RANGE_MARGIN", "0.25"),
-        load_retry_min_s=_seconds("MLCYCLE_LOAD_RETRY_MIN_S", 1.0, minimum=0.01),
-        load_retry_max_s=_seconds("MLCYCLE_LOAD_RETRY_MAX_S", 60.0, minimum=0.01),
-        shutdown_delay_s=_seconds("MLCYCLE_SHUTDOWN_DELAY_S", 0.0),
-        shutdown_grace_s=_seconds("MLCYCLE_SHUTDOWN_GRACE_S", 20.0),
-    )
-    _check(settings)
-    return settings
-
-
-def _check(settings: Settings) -> None:
-    """Refuse combinations of values that cannot work together."""
-    if settings.load_retry_max_s < settings.load_retry_min_s:
-        raise SettingsError(
-            f"MLCYCLE_LOAD_RETRY_MAX_S ({settings.load_retry_max_s:g}) must be at least "
-            f"MLCYCLE_LOAD_RETRY_MIN_S ({settings.load_retry_min_s:g})"
-        )
-    if drain_s(settings.shutdown_delay_s, settings.shutdown_grace_s) < MIN_DRAIN_S:
-        least = settings.shutdown_delay_s + SHUTDOWN_SLACK_S + MIN_DRAIN_S
-        raise SettingsError(
-            f"MLCYCLE_SHUTDOWN_GRACE_S ({settings.shutdown_grace_s:g}) must be at least "
-            f"{least:g}: MLCYCLE_SHUTDOWN_DELAY_S ({settings.shutdown_delay_s:g}) + "
-            f"{SHUTDOWN_SLACK_S:g} s to stop + {MIN_DRAIN_S:g} s for requests in flight"
-        )
+    saved = launched().settings
+    return saved if saved is not None else Settings.load()

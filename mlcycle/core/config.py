@@ -1,6 +1,6 @@
 """MLflow connection defaults for the embedded, no-servers setup.
 
-In: the environment (`MLFLOW_TRACKING_URI`, `MLFLOW_REGISTRY_URI`, `MLCYCLE_HOME`).
+In: `HomeSettings` (`MLFLOW_TRACKING_URI`, `MLCYCLE_HOME`; see `mlcycle.core.settings`).
 Out: a tracking URI every stage agrees on. With nothing configured that is MLflow's own default,
 a SQLite store `mlflow.db` with artifacts under `mlruns/` in the working folder (the project
 folder, gitignored), so `mlflow ui` opened there shows the same runs and models.
@@ -11,20 +11,23 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from mlcycle.core.settings import HomeSettings
+
 
 def home() -> Path:
     """The folder that holds the embedded stores (defaults to the working folder)."""
-    return Path(os.environ.get("MLCYCLE_HOME") or os.getcwd()).resolve()
+    return HomeSettings.load().home_dir
 
 
 def state_dir() -> Path:
     """Where mlcycle keeps its own embedded files: prediction log, reports (`<home>/.mlcycle`)."""
-    return home() / ".mlcycle"
+    return HomeSettings.load().state_dir
 
 
 def tracking_uri() -> str:
     """`MLFLOW_TRACKING_URI` if set, else the SQLite store `mlflow.db` in `home()`."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home() / 'mlflow.db'}"
+    settings = HomeSettings.load()
+    return settings.tracking_uri or f"sqlite:///{settings.home_dir / 'mlflow.db'}"
 
 
 def configure_mlflow() -> str:

@@ -90,7 +90,11 @@ def _k8s_env() -> dict[str, str]:
 
 
 def _code_text() -> str:
-    parts = []
+    """The code's source, plus every variable a settings class reads (most are named by
+    prefix + field name, not spelled out), quoted as if the code spelled it."""
+    from mlcycle.settings_doc import variables
+
+    parts = [f'"{name}"' for name in variables()]
     for folder in CODE_DIRS:
         parts.extend(p.read_text() for p in (ROOT / folder).rglob("*.py"))
     return "\n".join(parts)

@@ -4,7 +4,6 @@ input is flagged and never answered with a null, and bad guard settings stop the
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -81,7 +80,7 @@ def test_the_loader_builds_the_guard_from_the_settings_margin(trained_store):
     from serving.settings import get_settings
     from serving.watcher import mlflow_loader
 
-    settings = dataclasses.replace(get_settings(), out_of_range_margin=0.0, cache=False)
+    settings = get_settings().model_copy(update={"out_of_range_margin": 0.0, "cache": False})
     svc = mlflow_loader(settings)(trained_store.version)
     income = svc.guard.numeric["income"]
     assert (income.allowed_low, income.allowed_high) == (income.low, income.high)

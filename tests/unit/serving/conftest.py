@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 
@@ -69,8 +67,7 @@ def make_service(version: str = "1", **kwargs) -> ModelService:
 @pytest.fixture
 def settings(tmp_path) -> Settings:
     """Settings with the prediction log in a temp SQLite file and no registry watcher."""
-    return dataclasses.replace(
-        Settings(),
+    return Settings(
         prediction_log_url=f"sqlite:///{tmp_path / 'predictions.db'}",
         reports_dir=str(tmp_path / "reports"),
         admin_token="admin-secret",
@@ -83,6 +80,6 @@ def client(request, settings):
     """A test client of the app serving the stub model, through both request paths."""
     from serving.app import create_app
 
-    app = create_app(dataclasses.replace(settings, fast_path=request.param), make_service())
+    app = create_app(settings.model_copy(update={"fast_path": request.param}), make_service())
     yield app.test_client()
     app.extensions["mlcycle"].close()

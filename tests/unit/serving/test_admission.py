@@ -104,13 +104,12 @@ def test_drain_reads_up_to_the_cap_and_says_whether_the_connection_can_stay():
 
 
 def _app(settings, **changes):
-    import dataclasses
 
     from conftest import make_service
 
     from serving.app import create_app
 
-    return create_app(dataclasses.replace(settings, **changes), make_service())
+    return create_app(settings.model_copy(update=changes), make_service())
 
 
 def test_too_many_rows_is_a_413_naming_the_limit(settings):

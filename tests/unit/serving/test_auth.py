@@ -6,8 +6,6 @@ real app with Flask's test client, on the raw-WSGI fast path and on Flask's view
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 from conftest import ROW, make_service
 
@@ -19,7 +17,7 @@ KEY, ADMIN = "key-2", "admin-secret"
 @pytest.fixture(params=[True, False], ids=["fast-path", "flask"])
 def app(request, settings):
     """The app with two API keys and an admin token."""
-    cfg = dataclasses.replace(settings, api_keys=("key-1", KEY), fast_path=request.param)
+    cfg = settings.model_copy(update={"api_keys": ("key-1", KEY), "fast_path": request.param})
     app = create_app(cfg, make_service())
     yield app
     app.extensions["mlcycle"].close()
@@ -28,7 +26,7 @@ def app(request, settings):
 @pytest.fixture
 def no_admin(settings):
     """A test client of the app without an admin token (admin actions off)."""
-    app = create_app(dataclasses.replace(settings, admin_token=None), make_service())
+    app = create_app(settings.model_copy(update={"admin_token": None}), make_service())
     yield app.test_client()
     app.extensions["mlcycle"].close()
 

@@ -3,7 +3,6 @@ in the body and in the log (with its traceback); every error body names the requ
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 
 import pytest
@@ -42,7 +41,7 @@ def serve(request, settings):
     apps = []
 
     def make(model):
-        cfg = dataclasses.replace(settings, fast_path=request.param, cache=False)
+        cfg = settings.model_copy(update={"fast_path": request.param, "cache": False})
         apps.append(create_app(cfg, ModelService(model, "credit-risk", "1", "run-1")))
         return apps[-1].test_client()
 

@@ -3,7 +3,6 @@ CSV, one Arrow batch in the log): same numbers as small requests, same 4xx on ba
 
 from __future__ import annotations
 
-import dataclasses
 import sqlite3
 
 import numpy as np
@@ -65,7 +64,7 @@ def _body(fmt: str, rows: list[dict]) -> tuple[bytes, str]:
 
 def _app(settings, **changes):
     service_kwargs = changes.pop("service", {})
-    app = create_app(dataclasses.replace(settings, **changes), make_service(**service_kwargs))
+    app = create_app(settings.model_copy(update=changes), make_service(**service_kwargs))
     return app, app.test_client()
 
 

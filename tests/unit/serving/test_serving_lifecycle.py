@@ -90,4 +90,4 @@ def test_serve_refuses_a_bad_value_at_start_up_naming_it(monkeypatch):
     monkeypatch.setenv("MLCYCLE_SHUTDOWN_GRACE_S", "soon")
     result = CliRunner().invoke(app, ["serve", "--port", "1"])
     assert result.exit_code == 2
-    assert "MLCYCLE_SHUTDOWN_GRACE_S must be a number of seconds, not 'soon'" in result.output
+    assert "MLCYCLE_SHUTDOWN_GRACE_S: must be a number >= 0, got 'soon'" in result.output

@@ -5,7 +5,6 @@ nothing logged, and a 400 naming the column for every way a request can carry an
 from __future__ import annotations
 
 import copy
-import dataclasses
 import sqlite3
 
 import numpy as np
@@ -39,7 +38,7 @@ class NonFiniteStub(RangedStub):
 
 def _app(settings, model=None, **changes):
     svc = ModelService(model or RangedStub(), "credit-risk", "1", "run-1")
-    return create_app(dataclasses.replace(settings, **changes), svc)
+    return create_app(settings.model_copy(update=changes), svc)
 
 
 @pytest.fixture(params=[True, False], ids=["fast-path", "flask"])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 from conftest import ROW, make_service
 
 from serving.app import create_app
@@ -67,7 +65,7 @@ def test_metrics_count_requests_and_append_drift(client, settings, tmp_path):
 
 
 def test_api_keys_guard_prediction_routes_only(settings):
-    app = create_app(dataclasses.replace(settings, api_keys=("k1", "k2")), make_service())
+    app = create_app(settings.model_copy(update={"api_keys": ("k1", "k2")}), make_service())
     c = app.test_client()
     assert c.post("/invocations", json={"instances": [ROW]}).status_code == 401
     assert (
@@ -91,7 +89,7 @@ def test_admin_reload_needs_the_token(client, settings):
 
 
 def test_admin_disabled_without_a_token(settings):
-    app = create_app(dataclasses.replace(settings, admin_token=None), make_service())
+    app = create_app(settings.model_copy(update={"admin_token": None}), make_service())
     resp = app.test_client().post("/admin/reload", headers={"X-Admin-Token": "anything"})
     assert resp.status_code == 403
     app.extensions["mlcycle"].close()

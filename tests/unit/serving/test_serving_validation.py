@@ -193,13 +193,12 @@ def test_at_least_twenty_kinds():
 
 
 def test_oversized_body_is_413(settings):
-    import dataclasses
 
     from conftest import make_service
 
     from serving.app import create_app
 
-    app = create_app(dataclasses.replace(settings, max_body_bytes=1000), make_service())
+    app = create_app(settings.model_copy(update={"max_body_bytes": 1000}), make_service())
     body = json.dumps({"instances": [ROW] * 100}).encode()
     resp = app.test_client().post("/invocations", data=body, content_type=JSON)
     assert resp.status_code == 413

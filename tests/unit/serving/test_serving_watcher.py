@@ -4,7 +4,6 @@ while an embedded store is untouched."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 
@@ -39,7 +38,7 @@ def _watcher(registry, broken=()):
 
     w = ModelWatcher(
         state,
-        dataclasses.replace(Settings(), poll_interval=0.05),
+        Settings().model_copy(update={"poll_interval": 0.05}),
         load,
         registry,
         on_failure=failures.append,
@@ -116,7 +115,7 @@ def _retrying(registry, loader, run_dir=None, **settings):
     options = {"poll_interval": 60.0, "load_retry_min_s": 0.2, "load_retry_max_s": 0.8}
     w = ModelWatcher(
         state,
-        dataclasses.replace(Settings(), **(options | settings)),
+        Settings().model_copy(update=options | settings),
         loader,
         registry,
         on_failure=failures.append,
