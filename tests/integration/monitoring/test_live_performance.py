@@ -84,3 +84,41 @@ def test_served_rows_and_late_labels_become_live_performance(tmp_path: Path, tra
     late = store_labels(url, truth)  # the other half arrives; the first half is unchanged
     assert (late.stored, late.unchanged) == (700, 700)
     assert read_labelled(url, "credit-risk", 0, 7_200).label.notna().all()
+
+
+def test_the_check_compares_live_auc_with_the_registry(trained_store, tmp_path: Path) -> None:
+    from monitoring.perfjob import check, load_baselines
+    from monitoring.reference import read_sample
+
+    client = mlflow.MlflowClient(trained_store.tracking_uri)
+    mv = client.get_model_version(trained_store.model_name, trained_store.version)
+    reference = read_sample(mv.tags["mlcycle.reference_uri"], "the reference").head(2_000)
+    url = f"sqlite:///{tmp_path / 'predictions.db'}"
+    names = tuple(c for c in reference.columns if c not in ("default", "prediction"))
+    columns = {c: reference[c].tolist() for c in names}
+    version, model = trained_store.version, trained_store.model_name
+    store = open_store(url)
+    store.write(build_rows("good", model, version, trained_store.run_id, names, columns,
+                           reference["prediction"], ts=1_000.0))  # fmt: skip
+    store.close()
+    labels = reference["default"].tolist()
+    store_labels(url, [("good", i, y) for i, y in enumerate(labels)])
+
+    baseline = load_baselines(model, [version, "99"])
+    assert baseline[version].validation_auc == pytest.approx(float(mv.tags["mlcycle.val_auc"]))
+    assert baseline[version].calibrator.method.startswith("isotonic on the training reference")
+    assert baseline["99"].validation_auc is None
+
+    reports = tmp_path / "reports"
+    fine = check(url, model, 0, 2_000, 3_600, reports, now=2_000.0)
+    assert fine.exit_code == 0, fine.message
+    assert f"{model} v{version}: live AUC" in fine.message and "ok" in fine.message
+
+    flipped = [("good", i, 1 - y) for i, y in enumerate(labels)]  # the rule turned around
+    store_labels(url, flipped)
+    alert = check(url, model, 0, 2_000, 3_600, reports, now=2_100.0)
+    assert alert.exit_code == 1 and alert.summary["alerts"] == [version]
+    assert (reports / "performance.prom").read_text().count("mlcycle_live_auc{") == 1
+    assert check(url, model, 5_000, 6_000, 3_600, reports).exit_code == 2  # nothing served
+    missing = check(f"sqlite:///{tmp_path / 'none.db'}", model, 0, 1, 3_600, reports)
+    assert missing.exit_code == 2 and "no prediction log" in missing.message

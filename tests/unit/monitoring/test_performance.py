@@ -130,7 +130,7 @@ def credit_model() -> tuple[Callable, Calibrator]:
     return score, fit_calibrator(score(holdout), holdout[TARGET])
 
 
-@pytest.mark.parametrize("drift", [0.0, 0.3])
+@pytest.mark.parametrize("drift", [0.0, 0.3, 0.5])
 def test_cbpe_estimates_the_live_auc_of_the_generator(credit_model, drift: float) -> None:
     score, calibrator = credit_model
     live = generate(10_000, seed=3, drift=drift)  # labels drawn by the generator's own rule
