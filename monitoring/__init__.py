@@ -9,6 +9,8 @@ Modules: `settings` (env vars), `windows` (which rows), `logreader` (reading the
 `reference` (model version, reference sample, column types), `drift` (the Evidently report and
 its summary), `reports` (files, index, drift.prom, MLflow), `job` (one check end to end),
 `schedule` (`--every`), `simulate` (synthetic CSVs and traffic), `synthlog` (writes log rows
-for tests and benchmarks), `cli` (typer commands).
+for tests and benchmarks), `cli` (typer commands). Live performance: `labelled` (served rows
+with their labels), `performance` (metrics per version and window, the CBPE estimate),
+`perfreport` (JSON, HTML, performance.prom, MLflow), `perfjob` (one check end to end).
 Importing the package does no I/O and imports no heavy library.
 """

@@ -132,6 +132,27 @@ def _dtype_types(frame: Any, exclude: set[str]) -> tuple[list[str], list[str]]:
     return numerical, categorical
 
 
+def read_sample(uri: str, what: str) -> Any:
+    """A Parquet artifact (a version's reference or holdout sample) as a DataFrame.
+
+    Args:
+        uri: its MLflow artifact URI (`runs:/<run id>/reference/reference.parquet`).
+        what: what it is, for the error message.
+
+    Raises:
+        ModelRefError: it cannot be downloaded or read.
+    """
+    import mlflow
+    import pandas as pd
+
+    with tempfile.TemporaryDirectory(prefix="mlcycle-ref-") as tmp:
+        try:
+            path = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp)
+            return pd.read_parquet(path)
+        except Exception as exc:  # a missing or unreadable artifact is a user-facing condition
+            raise ModelRefError(f"cannot read {what} ({uri}): {exc.__class__.__name__}") from None
+
+
 def load_reference(ref: ModelRef, cap: int, seed: int, target: str = "default") -> Any:
     """Download the reference sample, fill in `ref`'s column types, sample it to `cap` rows.
 
@@ -148,18 +169,7 @@ def load_reference(ref: ModelRef, cap: int, seed: int, target: str = "default") 
     Raises:
         ModelRefError: the sample cannot be downloaded or read.
     """
-    import mlflow
-    import pandas as pd
-
-    with tempfile.TemporaryDirectory(prefix="mlcycle-ref-") as tmp:
-        try:
-            path = mlflow.artifacts.download_artifacts(artifact_uri=ref.reference_uri, dst_path=tmp)
-            frame = pd.read_parquet(path)
-        except Exception as exc:  # a missing or unreadable artifact is a user-facing condition
-            raise ModelRefError(
-                f"cannot read the reference sample {ref.reference_uri} of {ref.name} "
-                f"v{ref.version}: {exc.__class__.__name__}"
-            ) from None
+    frame = read_sample(ref.reference_uri, f"the reference sample of {ref.name} v{ref.version}")
     types = _signature_types(ref) or _dtype_types(frame, {target, "prediction"})
     ref.numerical = [c for c in types[0] if c in frame.columns]
     ref.categorical = [c for c in types[1] if c in frame.columns]

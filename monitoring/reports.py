@@ -147,6 +147,24 @@ def _label(value: Any) -> str:
     return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
+def prom_family(name: str, help_text: str, samples: list[tuple[dict, float]]) -> list[str]:
+    """The Prometheus text lines of one gauge family.
+
+    Args:
+        name: the metric name.
+        help_text: its `# HELP` text.
+        samples: `(labels, value)` pairs (label values are escaped here).
+
+    Returns:
+        The `# HELP`, `# TYPE` and sample lines.
+    """
+    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
+    for labels, value in samples:
+        text = ",".join(f'{key}="{_label(v)}"' for key, v in labels.items())
+        lines.append(f"{name}{{{text}}} {value}")
+    return lines
+
+
 def prom_text(runs: list[dict]) -> str:
     """Prometheus text exposition of the newest check per model version.
 
@@ -179,10 +197,11 @@ def prom_text(runs: list[dict]) -> str:
     )
     lines = []
     for name, help_text, value in families:
-        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
-        for (model, version), run in sorted(newest.items()):
-            labels = f'model_name="{_label(model)}",model_version="{_label(version)}"'
-            lines.append(f"{name}{{{labels}}} {value(run)}")
+        samples = [
+            ({"model_name": model, "model_version": version}, value(run))
+            for (model, version), run in sorted(newest.items())
+        ]
+        lines += prom_family(name, help_text, samples)
     return "\n".join(lines) + "\n"
 
 

@@ -4,7 +4,7 @@ In: calls from the app (requests, scores, model swaps, log commits, out-of-range
 from the prediction cache (hits and misses).
 Out: `render(reports_dir)` -> the `/metrics` text: all workers' series when the launcher set
 `PROMETHEUS_MULTIPROC_DIR` (prometheus multiprocess mode), this process's otherwise, followed
-by `<reports dir>/drift.prom` when the monitoring job has written it.
+by `<reports dir>/drift.prom` and `performance.prom` when the monitoring jobs have written them.
 Created lazily by `get_metrics()`: importing this module creates nothing.
 """
 
@@ -20,6 +20,8 @@ import numpy as np
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 SCORE_BUCKETS = tuple(round(x, 2) for x in np.linspace(0.05, 1.0, 20))
+# Prometheus text files of the monitoring jobs (drift, live performance), appended to /metrics.
+MONITORING_FILES = ("drift.prom", "performance.prom")
 
 
 class Metrics:
@@ -192,7 +194,8 @@ def render(reports_dir: str | None) -> tuple[bytes, str]:
     """The `/metrics` payload and its content type.
 
     Args:
-        reports_dir: folder that may hold the monitoring job's `drift.prom`.
+        reports_dir: folder that may hold the monitoring jobs' `drift.prom` and
+            `performance.prom`.
     """
     from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
@@ -206,10 +209,9 @@ def render(reports_dir: str | None) -> tuple[bytes, str]:
     else:
         registry = REGISTRY
     body = generate_latest(registry)
-    if reports_dir:
-        drift = Path(reports_dir) / "drift.prom"
+    for name in MONITORING_FILES if reports_dir else ():
         try:
-            extra = drift.read_bytes()
+            extra = (Path(reports_dir) / name).read_bytes()
         except OSError:
             extra = b""
         if extra:

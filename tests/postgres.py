@@ -4,8 +4,9 @@ In: the server binaries from `/usr/lib/postgresql/*/bin` (Debian package `postgr
 the `postgres` OS user when the tests run as root. Out: a `Cluster` to `start` (an admin
 SQLAlchemy URL), `kill` (`pg_ctl stop -m immediate`: a crash of the server's processes) and
 `restart` on the same data and port, and `stop` (which also deletes it); `cluster_or_skip()`
-skips the test, with the reason, where no server can be run. Importable from every test folder
-as `postgres` (like `processes`).
+skips the test, with the reason, where no server can be run; `server()` gives the URL of
+`MLCYCLE_TEST_POSTGRES_URL` or of a throwaway cluster for the length of a `with`. Importable
+from every test folder as `postgres` (like `processes`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -120,3 +123,19 @@ def cluster_or_skip(settings: str = FAST) -> Cluster:
         except KeyError:
             pytest.skip("running as root without a `postgres` OS user to own the test cluster")
     return Cluster(bindir, settings)
+
+
+@contextmanager
+def server() -> Iterator[str]:
+    """An admin SQLAlchemy URL of a running PostgreSQL server: `MLCYCLE_TEST_POSTGRES_URL`
+    (any server the user may create databases on, e.g. CI's service container) as given, else
+    a throwaway cluster started here and deleted on exit; skips the test where neither."""
+    url = os.environ.get("MLCYCLE_TEST_POSTGRES_URL")
+    if url:
+        yield url
+        return
+    cluster = cluster_or_skip()
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()

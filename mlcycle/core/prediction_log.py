@@ -12,9 +12,16 @@ Tables (SQLite file or any SQLAlchemy database, e.g. PostgreSQL):
   values null) and then `prediction`. A reader counts a batch as its `n_rows` rows at its `ts`.
 - `prediction_log_writers`: one row per serving process, `ts` of its last successful write
   or health probe (the writer's heartbeat; not scored data).
+- `labels`: the observed outcome of a served row, which arrives later than its prediction:
+  `(request_id, row)` names the row (`row` = its 0-based position in the request: row i of a
+  batch, or the i-th `predictions` row of the request id in `id` order: `positioned_rows_sql`),
+  `label` is 0 or 1, `ts` when that label was received. One label per key: a re-sent label
+  replaces the old one when it differs (a correction) and leaves the row alone when it is the
+  same (`ts` stays that of the first receipt), so sending a file twice changes nothing.
 
-In: scored rows as column values and predictions. Out: row tuples in `ROW_COLUMNS` /
-`BATCH_COLUMNS` order, DDL, insert statements, and the decoders readers use.
+In: scored rows as column values and predictions; labels. Out: row tuples in `ROW_COLUMNS` /
+`BATCH_COLUMNS` / `LABEL_COLUMNS` order, DDL, insert (labels: upsert) statements, and the
+decoders readers use.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import orjson
 ROWS = "predictions"
 BATCHES = "prediction_batches"
 WRITERS = "prediction_log_writers"
+LABELS = "labels"
 BATCH_FORMAT = "arrow-ipc"
 ROW_COLUMNS = (
     "ts",
@@ -49,13 +57,17 @@ BATCH_COLUMNS = (
     "data",
 )
 WRITER_COLUMNS = ("writer", "ts")
+LABEL_COLUMNS = ("request_id", "row", "label", "ts")
 
 
-def tables(metadata: Any = None) -> tuple[Any, Any, Any]:
-    """The three tables as SQLAlchemy `Table`s (on `metadata`, or a fresh `MetaData`).
+def tables(metadata: Any = None) -> tuple[Any, Any, Any, Any]:
+    """The four tables as SQLAlchemy `Table`s (on `metadata`, or a fresh `MetaData`):
+    `predictions`, `prediction_batches`, `prediction_log_writers`, `labels`.
 
     `id` is an `INTEGER PRIMARY KEY`: SQLite's own rowid (no `AUTOINCREMENT`, which would
-    cost a `sqlite_sequence` write per commit), a serial column on PostgreSQL.
+    cost a `sqlite_sequence` write per commit), a serial column on PostgreSQL. The
+    `request_id` indexes serve the labels: whether a labelled row was served, and which
+    position a `predictions` row holds in its request.
     """
     import sqlalchemy as sa
 
@@ -79,6 +91,7 @@ def tables(metadata: Any = None) -> tuple[Any, Any, Any]:
         sa.Column("prediction", sa.Float(precision=53)),
         sa.Index("ix_predictions_model_ts", "model_name", "model_version", "ts"),
         sa.Index("ix_predictions_ts", "ts"),
+        sa.Index("ix_predictions_request", "request_id", "id"),
     )
     batches = sa.Table(
         BATCHES,
@@ -89,6 +102,7 @@ def tables(metadata: Any = None) -> tuple[Any, Any, Any]:
         sa.Column("data", sa.LargeBinary, nullable=False),
         sa.Index("ix_prediction_batches_model_ts", "model_name", "model_version", "ts"),
         sa.Index("ix_prediction_batches_ts", "ts"),
+        sa.Index("ix_prediction_batches_request", "request_id"),
     )
     writers = sa.Table(
         WRITERS,
@@ -96,7 +110,73 @@ def tables(metadata: Any = None) -> tuple[Any, Any, Any]:
         sa.Column("writer", sa.Text, primary_key=True),
         sa.Column("ts", sa.Float(precision=53), nullable=False),
     )
-    return rows, batches, writers
+    labels = sa.Table(
+        LABELS,
+        meta,
+        sa.Column("request_id", sa.Text, primary_key=True),
+        sa.Column("row", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("label", sa.SmallInteger, nullable=False),
+        sa.Column("ts", sa.Float(precision=53), nullable=False),
+        sa.CheckConstraint("label IN (0, 1)", name="ck_labels_label"),
+        sa.CheckConstraint('"row" >= 0', name="ck_labels_row"),
+    )
+    return rows, batches, writers, labels
+
+
+def create_schema(engine: Any) -> None:
+    """Create the tables and indexes of `tables()` that `engine`'s database lacks.
+
+    `MetaData.create_all` adds missing tables only; an index added to the contract later
+    (the `request_id` ones) is created here on a log that predates it (a one-off build that
+    holds the table's write lock while it runs).
+    """
+    import sqlalchemy as sa
+
+    meta = sa.MetaData()
+    tables(meta)
+    meta.create_all(engine, checkfirst=True)
+    inspector = sa.inspect(engine)
+    for table in meta.sorted_tables:
+        present = {index["name"] for index in inspector.get_indexes(table.name)}
+        for index in sorted(table.indexes, key=lambda i: i.name):
+            if index.name not in present:
+                index.create(engine, checkfirst=True)
+
+
+def label_upsert(table: Any, dialect: str) -> Any:
+    """The idempotent insert of `labels` rows for SQLAlchemy (`sqlite` or `postgresql`).
+
+    Execute it with a list of `{request_id, row, label, ts}` dicts: a new key is inserted, a
+    key whose stored label differs gets the new label and `ts`, a key with the same label is
+    left as it is.
+    """
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        raise ValueError(f"labels need SQLite or PostgreSQL (ON CONFLICT), not {dialect!r}")
+    statement = insert(table)
+    return statement.on_conflict_do_update(
+        index_elements=[table.c.request_id, table.c.row],
+        set_={"label": statement.excluded.label, "ts": statement.excluded.ts},
+        where=table.c.label != statement.excluded.label,
+    )
+
+
+def positioned_rows_sql(columns: str, request_ids: str) -> str:
+    """SQL selecting `columns` and `position` of the `predictions` rows whose request id is in
+    `request_ids` (a subquery); `position` is the row's 0-based place in its request.
+
+    The rows of one request share its `request_id` and are inserted in order, so a row's
+    position is its rank by `id` among the rows of its request id (over the whole log, not
+    only a window: a request cut by a window's edge keeps its rows' positions). The ranking
+    reads `ix_predictions_request` in order.
+    """
+    return (
+        f"SELECT {columns}, ROW_NUMBER() OVER (PARTITION BY request_id ORDER BY id) - 1 "
+        f"AS position FROM {ROWS} WHERE request_id IN ({request_ids})"
+    )
 
 
 @lru_cache(maxsize=1)
@@ -116,11 +196,26 @@ def sqlite_ddl() -> tuple[str, ...]:
 
 
 def insert_sql(table: str) -> str:
-    """A qmark-style (sqlite3) INSERT of one row of `table` in its columns' order."""
-    columns = {ROWS: ROW_COLUMNS, BATCHES: BATCH_COLUMNS, WRITERS: WRITER_COLUMNS}[table]
+    """A qmark-style (sqlite3) INSERT of one row of `table` in its columns' order.
+
+    For `labels` it is the upsert `label_upsert` describes.
+    """
+    columns = {
+        ROWS: ROW_COLUMNS,
+        BATCHES: BATCH_COLUMNS,
+        WRITERS: WRITER_COLUMNS,
+        LABELS: LABEL_COLUMNS,
+    }[table]
     marks = ", ".join("?" * len(columns))
+    names = ", ".join(f'"{c}"' if c == "row" else c for c in columns)
+    if table == LABELS:
+        return (
+            f'INSERT INTO {LABELS} ({names}) VALUES ({marks}) ON CONFLICT (request_id, "row") '
+            f"DO UPDATE SET label = excluded.label, ts = excluded.ts "
+            f"WHERE {LABELS}.label <> excluded.label"
+        )
     verb = "INSERT OR REPLACE" if table == WRITERS else "INSERT"
-    return f"{verb} INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+    return f"{verb} INTO {table} ({names}) VALUES ({marks})"
 
 
 def build_rows(

@@ -139,15 +139,9 @@ class SqlAlchemyStore(Store):
     def __init__(self, url: str, timeout_s: float = 2.0) -> None:
         import sqlalchemy as sa
 
-        parsed = sa.engine.make_url(url)
-        self._engine = sa.create_engine(
-            parsed,
-            pool_pre_ping=True,
-            pool_timeout=timeout_s,
-            connect_args=_connect_args(parsed.get_backend_name(), timeout_s),
-        )
-        self._rows, self._batches, self._writers = contract.tables(sa.MetaData())
-        _create_tables(self._engine, self._rows.metadata)
+        self._engine = create_engine(url, timeout_s)
+        self._rows, self._batches, self._writers, _ = contract.tables(sa.MetaData())
+        create_tables(self._engine)
 
     def write(self, rows: list[tuple], batches: list[tuple] = ()) -> None:
         with self._engine.begin() as conn:
@@ -174,15 +168,31 @@ class SqlAlchemyStore(Store):
         self._engine.dispose()
 
 
-def _create_tables(engine, metadata, attempts: int = 3) -> None:
-    """Create the log's tables if missing. Several replicas starting on a fresh database race
-    to create them (PostgreSQL then refuses the loser's CREATE with a unique violation in its
-    catalog): the loser looks again and finds them."""
+def create_engine(url: str, timeout_s: float = 2.0):
+    """A SQLAlchemy engine on the log whose waits are bounded by about `timeout_s` (PostgreSQL:
+    see `SqlAlchemyStore`; SQLite: the busy timeout)."""
+    import sqlalchemy as sa
+
+    parsed = sa.engine.make_url(url)
+    backend = parsed.get_backend_name()
+    return sa.create_engine(
+        parsed,
+        pool_pre_ping=True,
+        pool_timeout=timeout_s,
+        connect_args=_connect_args(backend, timeout_s),
+    )
+
+
+def create_tables(engine, attempts: int = 3) -> None:
+    """Create the log's tables and indexes if missing (`contract.create_schema`). Several
+    replicas starting on a fresh database race to create them (PostgreSQL then refuses the
+    loser's CREATE with a unique violation in its catalog): the loser looks again and finds
+    them."""
     import sqlalchemy as sa
 
     for attempt in range(attempts):
         try:
-            metadata.create_all(engine, checkfirst=True)
+            contract.create_schema(engine)
             return
         except (sa.exc.IntegrityError, sa.exc.ProgrammingError):
             if attempt == attempts - 1:
@@ -191,7 +201,9 @@ def _create_tables(engine, metadata, attempts: int = 3) -> None:
 
 
 def _connect_args(backend: str, timeout_s: float) -> dict:
-    """libpq's time limits (psycopg 2 and 3 take the same keywords); none for other backends."""
+    """libpq's time limits (psycopg 2 and 3 take the same keywords); SQLite's busy timeout."""
+    if backend == "sqlite":
+        return {"timeout": timeout_s}
     if backend != "postgresql":
         return {}
     ms = max(1, int(timeout_s * 1000))

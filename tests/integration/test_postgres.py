@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import threading
 import uuid
 from collections.abc import Iterator
@@ -46,15 +45,8 @@ class Databases:
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
     """An admin SQLAlchemy URL of a running PostgreSQL server."""
-    url = os.environ.get("MLCYCLE_TEST_POSTGRES_URL")
-    if url:
+    with postgres.server() as url:
         yield url
-        return
-    cluster = postgres.cluster_or_skip()
-    try:
-        yield cluster.start()
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,9 @@ CONTRACT_METRICS = {
     "mlcycle_model_load_failures_total",
     "mlcycle_prediction_log_queue_depth",
     "mlcycle_prediction_log_write_failures_total",
+    "mlcycle_live_auc",
+    "mlcycle_estimated_auc",
+    "mlcycle_validation_auc",
 }
 
 

@@ -64,6 +64,18 @@ def test_metrics_count_requests_and_append_drift(client, settings, tmp_path):
     )
 
 
+def test_metrics_append_the_live_performance_gauges_too(client, tmp_path):
+    reports = tmp_path / "reports"
+    reports.mkdir(exist_ok=True)
+    (reports / "drift.prom").write_text('mlcycle_drift_share{model_version="1"} 0.5')
+    (reports / "performance.prom").write_text(
+        'mlcycle_live_auc{model_name="credit-risk",model_version="1"} 0.81\n'
+    )
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'mlcycle_drift_share{model_version="1"} 0.5\nmlcycle_live_auc{' in text
+    assert text.endswith('mlcycle_live_auc{model_name="credit-risk",model_version="1"} 0.81\n')
+
+
 def test_api_keys_guard_prediction_routes_only(settings):
     app = create_app(settings.model_copy(update={"api_keys": ("k1", "k2")}), make_service())
     c = app.test_client()
