@@ -32,6 +32,8 @@ app.command("sync")(registry_cli.sync)
 app.command("serve")(serving_cli.serve)
 app.command("score")(serving_cli.score)
 app.command("drift")(monitoring_cli.drift)
+app.command("performance")(monitoring_cli.performance)
+app.command("label")(serving_cli.label)
 app.command("simulate")(monitoring_cli.simulate)
 app.command("demo")(demo.demo)
 

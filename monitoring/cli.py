@@ -1,8 +1,9 @@
-"""Typer commands of the monitoring stage: `mlcycle drift` and `mlcycle simulate`.
+"""Typer commands of the monitoring stage: `mlcycle drift`, `performance` and `simulate`.
 
 In: command-line options. Out: a drift check (reports, drift.prom, MLflow run; exit code 0 no
-drift, 1 drift, 2 could not judge), a drift schedule (`--every`), a synthetic CSV or simulated
-traffic. Heavy libraries are imported inside the functions.
+drift, 1 drift, 2 could not judge), a live-performance check (reports, performance.prom, MLflow
+run; 0 ok, 1 a version alerts, 2 could not judge), either on a schedule (`--every`), a
+synthetic CSV or simulated traffic. Heavy libraries are imported inside the functions.
 """
 
 from __future__ import annotations
@@ -98,6 +99,96 @@ def _check_once(window, model_version, model_name, settings, as_json: bool) -> i
     except Exception:  # internal trouble: logged with its traceback, reported as "cannot judge"
         log.exception("drift check failed")
         typer.echo("cannot judge drift: internal error (see the log above)", err=True)
+        return EXIT_CANNOT_JUDGE
+    if outcome.summary is None:
+        typer.echo(outcome.message, err=True)
+    elif as_json:
+        typer.echo(json.dumps(outcome.summary, indent=2))
+    else:
+        typer.echo(outcome.message)
+    return outcome.exit_code
+
+
+def performance(
+    since: str | None = typer.Option(
+        None, "--since", help="Range: rows served in this long before now (default 1d)."
+    ),
+    from_: str | None = typer.Option(None, "--from", help="Range start, ISO-8601."),
+    to: str | None = typer.Option(None, "--to", help="Range end, ISO-8601 (default: now)."),
+    window: str = typer.Option(
+        "1h", "--window", help="Length of each time window of the figures (e.g. 15m, 1h, 1d)."
+    ),
+    margin: float = typer.Option(
+        0.05, "--margin", min=0.0, max=1.0, help="Alert when live AUC < validation AUC - this."
+    ),
+    min_labelled: int = typer.Option(
+        100, "--min-labelled", min=1, help="Fewest labelled rows for a version's live AUC."
+    ),
+    model_name: str | None = typer.Option(
+        None, "--model-name", help="Registered model name (default: MLCYCLE_MODEL_NAME)."
+    ),
+    reports_dir: Path | None = typer.Option(
+        None, "--reports-dir", help="Reports folder (default: MLCYCLE_REPORTS_DIR)."
+    ),
+    every: str | None = typer.Option(
+        None, "--every", help="Run on this interval in the foreground until SIGTERM/Ctrl-C."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the JSON summary."),
+) -> None:
+    """Live performance of each served version from the labels sent back: AUC, log loss,
+    Brier score, calibration, label coverage, and the AUC estimated before labels (CBPE).
+
+    Exit code: 0 ok, 1 a version's live AUC is below its validation AUC by more than the
+    margin, 2 could not judge (no log, nothing served in the range).
+    """
+    from monitoring.settings import SettingsError, get_settings
+    from monitoring.windows import WindowError, make_window, parse_duration
+
+    try:
+        settings = get_settings(**({"reports_dir": reports_dir} if reports_dir else {}))
+        window_s = parse_duration(window)
+        interval = parse_duration(every) if every else None
+        if not (since or from_):
+            since = "1d"
+        make_window(since, from_, to, None, 1)
+    except (SettingsError, WindowError) as exc:
+        _fail(str(exc))
+
+    def one() -> int:
+        span = make_window(since, from_, to, None, 1)
+        return _performance_once(
+            span, window_s, margin, min_labelled, model_name, settings, as_json
+        )
+
+    if interval is None:
+        raise typer.Exit(one())
+    from monitoring.schedule import run_every
+
+    log.info("performance check every %s (Ctrl-C or SIGTERM stops)", every)
+    raise typer.Exit(run_every(interval, one))
+
+
+def _performance_once(span, window_s, margin, min_labelled, model_name, settings, as_json) -> int:
+    from mlcycle.core.config import configure_mlflow
+    from monitoring.job import EXIT_CANNOT_JUDGE
+    from monitoring.perfjob import check
+
+    configure_mlflow()
+    try:
+        outcome = check(
+            settings.prediction_log_url,
+            model_name or settings.model_name,
+            span.start,
+            span.end,
+            window_s,
+            settings.reports_dir,
+            experiment=settings.experiment if settings.log_to_mlflow else None,
+            margin=margin,
+            min_labelled=min_labelled,
+        )
+    except Exception:  # internal trouble: logged with its traceback, reported as "cannot judge"
+        log.exception("performance check failed")
+        typer.echo("cannot judge live performance: internal error (see the log)", err=True)
         return EXIT_CANNOT_JUDGE
     if outcome.summary is None:
         typer.echo(outcome.message, err=True)

@@ -27,7 +27,7 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from mlcycle.core.prediction_log import build_batch, build_rows
-from serving import protocols, rundir
+from serving import feedback, protocols, rundir
 from serving.admission import Admission, ServerSlots, drain
 from serving.auth import require_admin, require_api_key
 from serving.errors import (
@@ -264,6 +264,10 @@ def create_app(
     predictor = Predictor(serving)
     _register_prediction_routes(app, predictor)
     _register_ops_routes(app, serving)
+    labels = None
+    if settings.log_predictions:
+        labels = feedback.Labels(settings.prediction_log_url, settings.log_wait_s)
+    feedback.register(app, settings, labels)
     _register_error_handlers(app)
     if importlib.util.find_spec("serving.web") is not None:
         try:

@@ -1,11 +1,12 @@
-"""`mlcycle serve` (the launcher) and `mlcycle score` (streaming batch scoring).
+"""`mlcycle serve` (the launcher), `mlcycle score` (streaming batch scoring), `mlcycle label`.
 
 In: typed command-line options (each mirrors an `MLCYCLE_*` variable; see docs/settings.md).
 Out: `serve` validates the settings (environment plus options), refusing a bad value with one
 line naming the variable, then runs the app under granian or gunicorn with N worker processes
 until stopped, then drains it (readiness 503, accepted requests answered, killed after a grace
 period); the workers get the settings from the run folder, never from per-option variables;
-`score` writes one probability per input row to a Parquet file.
+`score` writes one probability per input row to a Parquet file; `label` stores a CSV of
+observed outcomes in the log's `labels` table (`serving.predlog.labels`).
 Heavy imports (mlflow, pyarrow) happen inside the functions.
 """
 
@@ -300,3 +301,35 @@ def score(
         f"scored {rows:,} rows with {label} in {seconds:.2f}s "
         f"({rows / max(seconds, 1e-9):,.0f} rows/s) -> {output}"
     )
+
+
+def label(
+    labels_csv: Path = typer.Argument(
+        ..., help="CSV with columns request_id, label (0/1) and optionally row (default 0)."
+    ),
+    log_url: str = typer.Option(
+        None, "--log-url", help="Prediction log URL [env MLCYCLE_PREDICTION_LOG_URL]."
+    ),
+) -> None:
+    """Store observed outcomes of served rows in the prediction log's `labels` table.
+
+    Idempotent on (request_id, row): a changed label replaces the old one. Unknown rows and
+    invalid entries are counted and reported, never stored; they do not stop the rest.
+    Exit code: 0 every entry stored or unchanged, 1 some were unknown or invalid, 2 the file or
+    the log cannot be read.
+    """
+    from serving.predlog.labels import LabelError, load_csv
+    from serving.settings import SettingsError, get_settings
+
+    try:
+        url = log_url or get_settings().prediction_log_url
+        receipt = load_csv(url, labels_csv)
+    except (SettingsError, LabelError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(receipt.line())
+    for request_id, row in receipt.unknown[:10]:
+        typer.echo(f"  unknown: request_id={request_id} row={row}", err=True)
+    for bad in receipt.invalid[:10]:
+        typer.echo(f"  invalid entry {bad.index}: {bad.reason}", err=True)
+    raise typer.Exit(1 if receipt.unknown or receipt.invalid else 0)

@@ -79,6 +79,7 @@ def build(
         **_health_paths(),
         **_v2_model_paths(params),
         **_ops_paths(admin),
+        **_label_paths(api_keys),
     }
     return {
         "openapi": "3.1.0",
@@ -687,3 +688,52 @@ def _ops_paths(admin: bool) -> dict:
         "/openapi.json": _get("This document", "ops", {"200": _json_ok({"type": "object"})}),
         "/admin/reload": {"post": reload},
     }
+
+
+def _label_paths(api_keys: bool) -> dict:
+    count = {"type": "integer", "minimum": 0}
+    entry = {
+        "type": "object",
+        "properties": {
+            "request_id": {"type": "string", "minLength": 1, "maxLength": 200},
+            "row": {"type": "integer", "minimum": 0, "default": 0},
+            "label": {"oneOf": [{"enum": [0, 1]}, {"type": "boolean"}]},
+        },
+        "required": ["request_id", "label"],
+        "additionalProperties": False,
+    }
+    entries = {"type": "array", "items": entry}
+    body = {"oneOf": [entries, _closed({"labels": entries})]}
+    receipt = _closed(
+        {
+            **{k: count for k in ("received", "stored", "updated", "unchanged", "duplicates")},
+            "unknown": count,
+            "invalid": count,
+            "unknown_ids": {
+                "type": "array",
+                "items": _closed({"request_id": _STRING, "row": count}),
+            },
+            "invalid_entries": {
+                "type": "array",
+                "items": _closed({"index": count, "reason": _STRING}),
+            },
+        }
+    )
+    codes = ("400", "404", "413", "500", "503") + (("401", "403") if api_keys else ())
+    op = {
+        "summary": "Observed outcomes of served rows (by request id and row)",
+        "description": (
+            "Idempotent on (request_id, row): a changed label replaces the old one. Unknown "
+            "rows and invalid entries are counted and named in the receipt, never stored; "
+            "they do not fail the rest of the list."
+        ),
+        "tags": ["feedback"],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+        "responses": {
+            "200": _json_ok(receipt, headers={"X-Request-ID": {"schema": _STRING}}),
+            **_errors(*sorted(codes)),
+        },
+    }
+    if api_keys:
+        op["security"] = [{"ApiKey": []}, {"ApiKeyBearer": []}]
+    return {"/labels": {"post": op}}

@@ -83,3 +83,20 @@ def client(request, settings):
     app = create_app(settings.model_copy(update={"fast_path": request.param}), make_service())
     yield app.test_client()
     app.extensions["mlcycle"].close()
+
+
+@pytest.fixture
+def app_with(settings):
+    """`app_with(**changes)`: the app serving the stub model with `settings` changed; every
+    app built is closed after the test."""
+    from serving.app import create_app
+
+    apps = []
+
+    def build(**changes):
+        apps.append(create_app(settings.model_copy(update=changes), make_service()))
+        return apps[-1]
+
+    yield build
+    for app in apps:
+        app.extensions["mlcycle"].close()
