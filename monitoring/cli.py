@@ -231,6 +231,12 @@ def simulate(
     allow_remote: bool = typer.Option(
         False, "--allow-remote", help="Allow a non-loopback --url (--traffic)."
     ),
+    labels_after: str | None = typer.Option(
+        None,
+        "--labels-after",
+        help="Also send each answered request's true outcomes to /labels this long after "
+        "its answer, e.g. 5s (--traffic; default: no labels).",
+    ),
 ) -> None:
     """Write a synthetic credit-risk CSV, or send simulated (optionally drifted) traffic."""
     from monitoring.simulate import SimulateError, send_traffic, write_csv
@@ -243,8 +249,17 @@ def simulate(
             path = write_csv(output, rows, seed, drift)
             typer.echo(f"wrote {rows} rows (seed {seed}, drift {drift}) to {path}")
             return
+        delay = None if labels_after is None else parse_duration(labels_after)
         summary = send_traffic(
-            url, drift, rate, parse_duration(duration), batch, seed, api_key, allow_remote
+            url,
+            drift,
+            rate,
+            parse_duration(duration),
+            batch,
+            seed,
+            api_key,
+            allow_remote,
+            labels_after_s=delay,
         )
     except (SimulateError, WindowError, OSError) as exc:
         _fail(str(exc))

@@ -15,6 +15,7 @@ import ipaddress
 import logging
 import math
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -40,6 +41,8 @@ class TrafficSummary:
         versions: model versions named in the answers (`X-Model-Version`), with counts.
         errors: a few distinct error messages.
         elapsed_s: wall time of the run.
+        labels_sent: true outcomes sent to `<url>/labels` (with `labels_after_s`).
+        labels_stored: of those, stored or updated by the server.
     """
 
     sent: int = 0
@@ -49,6 +52,8 @@ class TrafficSummary:
     versions: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
+    labels_sent: int = 0
+    labels_stored: int = 0
 
     def line(self) -> str:
         """One line for people."""
@@ -57,7 +62,59 @@ class TrafficSummary:
         return (
             f"sent {self.sent} requests ({self.rows} rows ok) in {self.elapsed_s:.1f}s "
             f"({rate:.1f} req/s): ok {self.ok}, failed {self.failed}; versions seen: {versions}"
+            + (
+                f"; labels {self.labels_stored}/{self.labels_sent} stored"
+                if self.labels_sent
+                else ""
+            )
         )
+
+
+class Labeller:
+    """Sends the true outcomes of answered requests to `<base>/labels` once `delay_s` has
+    passed (outcomes arrive later than predictions), in one POST per flush."""
+
+    def __init__(self, session, base: str, headers: dict, delay_s: float) -> None:
+        self._session, self._url, self._headers = session, f"{base}/labels", headers
+        self.delay_s = delay_s
+        self._pending: list[tuple[float, str, list[int]]] = []
+
+    def add(self, request_id: str, labels: list[int]) -> None:
+        """Queue the outcomes of one answered request."""
+        self._pending.append((time.monotonic() + self.delay_s, request_id, labels))
+
+    def flush(self, summary: TrafficSummary, everything: bool = False) -> None:
+        """POST the queued outcomes that are due (all of them with `everything`)."""
+        import orjson
+        import requests
+
+        now = time.monotonic()
+        due = [p for p in self._pending if everything or p[0] <= now]
+        if not due:
+            return
+        self._pending = self._pending[len(due) :]
+        entries = [
+            {"request_id": r, "row": i, "label": y} for _, r, ys in due for i, y in enumerate(ys)
+        ]
+        summary.labels_sent += len(entries)
+        try:
+            resp = self._session.post(
+                self._url, data=orjson.dumps(entries), headers=self._headers, timeout=30
+            )
+        except requests.RequestException as exc:
+            _fail(summary, f"labels: {exc.__class__.__name__}")
+            return
+        if resp.status_code != 200:
+            _fail(summary, f"labels: HTTP {resp.status_code}: {resp.text[:120]}")
+            return
+        receipt = resp.json()
+        summary.labels_stored += receipt.get("stored", 0) + receipt.get("updated", 0)
+
+    def finish(self, summary: TrafficSummary) -> None:
+        """Wait (at most `delay_s`) until the last outcomes are due, then send them all."""
+        if self._pending:
+            time.sleep(max(0.0, min(self.delay_s, self._pending[-1][0] - time.monotonic())))
+        self.flush(summary, everything=True)
 
 
 def write_csv(path: Path, rows: int, seed: int, drift: float) -> Path:
@@ -133,6 +190,7 @@ def send_traffic(
     api_key: str | None = None,
     allow_remote: bool = False,
     progress: bool = True,
+    labels_after_s: float | None = None,
 ) -> TrafficSummary:
     """Send about `rate * duration_s` requests of `batch` rows to `<url>/invocations`.
 
@@ -146,6 +204,8 @@ def send_traffic(
         api_key: sent as `X-API-Key` when given.
         allow_remote: permit non-loopback hosts.
         progress: show a tqdm progress bar.
+        labels_after_s: also send each answered request's true outcomes (the generator knows
+            them) to `<url>/labels` this many seconds after its answer; None: no labels.
 
     Returns:
         The summary.
@@ -163,12 +223,14 @@ def send_traffic(
     if rate <= 0 or duration_s <= 0 or batch < 1:
         raise SimulateError("--rate and --duration must be positive and --batch at least 1")
     n_requests = max(1, math.ceil(rate * duration_s))
-    frame = _generate(generate, n_requests * batch, seed, drift).drop(columns=[TARGET])
+    frame = _generate(generate, n_requests * batch, seed, drift)
+    outcomes = frame.pop(TARGET).astype(int).tolist()
     records = orjson.loads(frame.to_json(orient="records"))
     headers = {"Content-Type": "application/json"}
     if api_key:
         headers["X-API-Key"] = api_key
     summary, session = TrafficSummary(), requests.Session()
+    labeller = None if labels_after_s is None else Labeller(session, base, headers, labels_after_s)
     started = time.monotonic()
     deadline = started + duration_s
     with tqdm(total=n_requests, unit="req", disable=not progress, desc="traffic") as bar:
@@ -178,8 +240,16 @@ def send_traffic(
                 break
             time.sleep(max(0.0, started + i / rate - now))
             body = orjson.dumps({"dataframe_records": records[i * batch : (i + 1) * batch]})
-            _send_one(session, base, body, headers, batch, summary, max(0.5, deadline - now))
+            rid = uuid.uuid4().hex
+            sent = dict(headers, **{"X-Request-ID": rid})
+            ok = _send_one(session, base, body, sent, batch, summary, max(0.5, deadline - now))
+            if labeller is not None:
+                if ok:
+                    labeller.add(rid, outcomes[i * batch : (i + 1) * batch])
+                labeller.flush(summary)
             bar.update(1)
+    if labeller is not None:
+        labeller.finish(summary)
     summary.elapsed_s = time.monotonic() - started
     return summary
 
@@ -192,7 +262,8 @@ def _send_one(
     batch: int,
     summary: TrafficSummary,
     timeout: float,
-) -> None:
+) -> bool:
+    """POST one request; True when it was answered 2xx."""
     import requests
 
     summary.sent += 1
@@ -200,15 +271,16 @@ def _send_one(
         resp = session.post(f"{base}/invocations", data=body, headers=headers, timeout=timeout)
     except requests.RequestException as exc:
         _fail(summary, f"{exc.__class__.__name__}")
-        return
+        return False
     version = resp.headers.get("X-Model-Version")
     if version:
         summary.versions[version] = summary.versions.get(version, 0) + 1
     if 200 <= resp.status_code < 300:
         summary.ok += 1
         summary.rows += batch
-    else:
-        _fail(summary, f"HTTP {resp.status_code}: {resp.text[:120]}")
+        return True
+    _fail(summary, f"HTTP {resp.status_code}: {resp.text[:120]}")
+    return False
 
 
 def _fail(summary: TrafficSummary, message: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,10 +19,18 @@ from monitoring.simulate import SimulateError, check_url, send_traffic, write_cs
 def server() -> Iterator[tuple[str, list]]:
     """A stand-in /invocations on a free loopback port; fails every third request."""
     app, seen = Flask("stand-in"), []
+    app.config["labels"], app.config["answered"] = [], {}
+
+    @app.post("/labels")
+    def labels():
+        entries = request.get_json()
+        app.config["labels"].append((time.monotonic(), entries))
+        return jsonify(stored=len(entries), updated=0)
 
     @app.post("/invocations")
     def invocations():
         body = request.get_json()
+        app.config["answered"][request.headers["X-Request-ID"]] = time.monotonic()
         seen.append(len(body["dataframe_records"]))
         if len(seen) % 3 == 0:
             return jsonify(error_code="BAD_REQUEST"), 400
@@ -32,7 +41,7 @@ def server() -> Iterator[tuple[str, list]]:
     srv = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{srv.server_port}", seen
+    yield f"http://127.0.0.1:{srv.server_port}", seen, app.config
     srv.shutdown()
     thread.join(5)
 
@@ -49,7 +58,7 @@ def test_remote_urls_are_refused_unless_allowed() -> None:
 
 
 def test_traffic_is_bounded_and_summarised(server) -> None:
-    url, seen = server
+    url, seen, _ = server
     summary = send_traffic(url, drift=0.5, rate=50, duration_s=0.2, batch=4, progress=False)
     assert summary.sent == 10 == len(seen)  # rate x duration requests, no more
     assert all(n == 4 for n in seen)
@@ -57,6 +66,24 @@ def test_traffic_is_bounded_and_summarised(server) -> None:
     assert summary.versions == {"7": 7}  # the stand-in names it on 2xx only
     assert "HTTP 400" in summary.errors[0]
     assert "sent 10 requests" in summary.line()
+
+
+def test_true_outcomes_follow_answered_requests_after_the_delay(server) -> None:
+    from mlcycle.core.synthetic import generate
+
+    url, _, state = server
+    summary = send_traffic(
+        url, 0.0, rate=50, duration_s=0.2, batch=4, seed=3, progress=False, labels_after_s=0.05
+    )
+    posts = [(at, e) for at, entries in state["labels"] for e in entries]
+    assert summary.labels_sent == len(posts) == summary.labels_stored == 7 * 4  # 2xx only
+    assert {e["request_id"] for _, e in posts} <= set(state["answered"])
+    assert all(at - state["answered"][e["request_id"]] >= 0.05 for at, e in posts)
+    truth = generate(n_rows=40, seed=3)["default"].tolist()
+    order = list(state["answered"])  # request i carried rows 4i..4i+3
+    got = {(order.index(e["request_id"]), e["row"]): e["label"] for _, e in posts}
+    assert got == {(i, r): truth[4 * i + r] for (i, r) in got}
+    assert "labels 28/28 stored" in summary.line()
 
 
 def test_unreachable_server_counts_failures() -> None:
