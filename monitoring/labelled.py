@@ -174,3 +174,107 @@ def read_labelled(
     )
     frame["model_version"] = frame["model_version"].astype(str)
     return frame.sort_values("ts", kind="stable", ignore_index=True)
+
+
+def _labelled_row_inputs(conn: Any, where: str, params: dict) -> list[dict]:
+    """The window's labelled `predictions` rows: their inputs, `ts`, `model_version`, label."""
+    import sqlalchemy as sa
+
+    from mlcycle.core.prediction_log import decode_inputs
+
+    has_label = f"EXISTS (SELECT 1 FROM {LABELS} AS k WHERE k.request_id = p.request_id)"
+    ids = f"SELECT p.request_id FROM {ROWS} AS p WHERE {where} AND {has_label}"
+    ranked = positioned_rows_sql("id, ts, request_id, model_name, model_version, inputs", ids)
+    sql = (
+        f"SELECT p.ts, p.model_version, p.inputs, l.label FROM ({ranked}) AS p "
+        f'JOIN {LABELS} AS l ON l.request_id = p.request_id AND l."row" = p.position '
+        f"WHERE {where}"
+    )
+    out = []
+    for ts, version, inputs, label in conn.execute(sa.text(sql), params):
+        out.append(
+            {
+                **decode_inputs(inputs),
+                "ts": float(ts),
+                "model_version": str(version),
+                "label": int(label),
+            }
+        )
+    return out
+
+
+def _labelled_batch_inputs(conn: Any, where: str, params: dict, columns: list[str]) -> list:
+    """The labelled rows of the window's batches, as DataFrames of `columns` + the rest."""
+    import numpy as np
+    import pandas as pd
+    import sqlalchemy as sa
+
+    found = _batch_labels(conn, where, params)
+    if not found:
+        return []
+    sql = sa.text(
+        f"SELECT b.id, b.ts, b.model_version, b.format, b.data FROM {BATCHES} AS b "
+        f"WHERE {where} AND b.id IN ({', '.join(str(int(i)) for i in found)}) ORDER BY b.id"
+    )
+    parts = []
+    for batch_id, ts, version, fmt, data in conn.execute(sql, params):
+        if fmt != BATCH_FORMAT:
+            log.warning("skipping prediction batch %s: unknown format %r", batch_id, fmt)
+            continue
+        rows, labels = zip(*sorted(found[int(batch_id)]), strict=True)
+        decoded = decode_batch(data, columns)
+        n = len(decoded["prediction"])
+        keep = np.array([r for r in rows if r < n], dtype=np.int64)
+        frame = pd.DataFrame({c: decoded[c][keep] for c in columns})
+        frame["ts"], frame["model_version"] = float(ts), str(version)
+        frame["label"] = np.array(labels[: len(keep)], dtype=np.int64)
+        parts.append(frame)
+    return parts
+
+
+def read_labelled_inputs(
+    url: str, model_name: str, start: float, end: float, columns: list[str]
+) -> Any:
+    """The labelled served rows of `model_name` with `start <= ts < end`, with their inputs:
+    what fine-tuning and the gate learn from and judge on.
+
+    Args:
+        url: SQLAlchemy URL of the prediction log.
+        model_name: registered model name.
+        start: window start (Unix time, inclusive).
+        end: window end (Unix time, exclusive).
+        columns: the input columns to return (absent values become missing).
+
+    Returns:
+        A DataFrame of `columns` plus `ts`, `model_version` and `label` (0/1 int), ordered by
+        `ts`; empty when nothing in the window is labelled.
+
+    Raises:
+        monitoring.logreader.LogError: the log is missing or cannot be read.
+    """
+    import pandas as pd
+    import sqlalchemy as sa
+
+    engine = open_log(url)
+    parts = []
+    try:
+        with engine.connect() as conn:
+            inspector = sa.inspect(conn)
+            if inspector.has_table(LABELS):
+                where, params = _where("p", model_name, start, end, None)
+                rows = _labelled_row_inputs(conn, where, params)
+                if rows:
+                    parts.append(
+                        pd.DataFrame(rows).reindex(
+                            columns=[*columns, "ts", "model_version", "label"]
+                        )
+                    )
+                if inspector.has_table(BATCHES):
+                    where, params = _where("b", model_name, start, end, None)
+                    parts += _labelled_batch_inputs(conn, where, params, columns)
+    finally:
+        engine.dispose()
+    if not parts:
+        return pd.DataFrame({c: [] for c in [*columns, "ts", "model_version", "label"]})
+    frame = pd.concat(parts, ignore_index=True).sort_values("ts", kind="stable")
+    return frame.reset_index(drop=True)

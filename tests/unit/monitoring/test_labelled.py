@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from mlcycle.core.prediction_log import build_batch, build_rows
-from monitoring.labelled import read_labelled
+from monitoring.labelled import read_labelled, read_labelled_inputs
 from monitoring.logreader import LogError
 from monitoring.synthlog import append_rows
 from serving.predlog import open_store
@@ -59,6 +59,17 @@ def test_rows_and_batch_rows_get_their_own_labels(url: str) -> None:
     assert frame[frame.ts == 300.0].label.tolist() == [1.0]
     assert frame.ts.is_monotonic_increasing
     assert frame.dtypes["label"] == np.float64 and frame.dtypes["ts"] == np.float64
+
+
+def test_labelled_inputs_are_the_labelled_rows_with_their_inputs(url: str) -> None:
+    store_labels(url, [("r1", 2, 1), ("r1", 0, 0), ("b1", 7, 1), ("b1", 299, 0)])
+    frame = read_labelled_inputs(url, "m", 0, 1000, ["a", "absent"])
+    assert list(frame.columns) == ["a", "absent", "ts", "model_version", "label"]
+    assert frame["a"].tolist() == [0.0, 2.0, 7.0, 299.0]  # row i of a request has a == i
+    assert frame["label"].tolist() == [0, 1, 1, 0]
+    assert frame["ts"].tolist() == [100.0, 100.0, 200.0, 200.0]
+    assert frame["absent"].isna().all()
+    assert len(read_labelled_inputs(url, "m", 250, 1000, ["a"])) == 0
 
 
 def test_time_window_and_versions(url: str) -> None:
