@@ -13,7 +13,7 @@ import os
 
 import typer
 
-from mlcycle import demo, registry_cli
+from mlcycle import demo, lifecycle_cli, registry_cli
 from monitoring import cli as monitoring_cli
 from pipelines import cli as pipelines_cli
 from serving import cli as serving_cli
@@ -34,6 +34,7 @@ app.command("score")(serving_cli.score)
 app.command("drift")(monitoring_cli.drift)
 app.command("performance")(monitoring_cli.performance)
 app.command("label")(serving_cli.label)
+app.command("retrain-on-drift")(lifecycle_cli.retrain_on_drift)
 app.command("simulate")(monitoring_cli.simulate)
 app.command("demo")(demo.demo)
 
