@@ -11,6 +11,7 @@ import pytest
 
 from serving.admission import Admission, ServerSlots, drain
 from serving.errors import Unavailable
+from tests.unit.serving.stub import ROW, make_service
 
 
 def test_requests_past_the_bound_are_refused_at_once_with_retry_after():
@@ -106,16 +107,12 @@ def test_drain_reads_up_to_the_cap_and_says_whether_the_connection_can_stay():
 def _app(settings, **changes):
     import dataclasses
 
-    from conftest import make_service
-
     from serving.app import create_app
 
     return create_app(dataclasses.replace(settings, **changes), make_service())
 
 
 def test_too_many_rows_is_a_413_naming_the_limit(settings):
-    from conftest import ROW
-
     app = _app(settings, max_rows=3)
     resp = app.test_client().post("/invocations", json={"dataframe_records": [ROW] * 4})
     assert resp.status_code == 413
@@ -127,8 +124,6 @@ def test_too_many_rows_is_a_413_naming_the_limit(settings):
 
 
 def test_the_server_answers_503_while_its_log_is_down_and_readiness_says_why(settings, tmp_path):
-    from conftest import ROW
-
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the log's folder should be")
     app = _app(settings, prediction_log_url=f"sqlite:///{blocker / 'p.db'}")

@@ -9,9 +9,9 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from conftest import ROW, make_service
 
 from serving.app import create_app
+from tests.unit.serving.stub import ROW, make_service
 
 KEY, ADMIN = "key-2", "admin-secret"
 

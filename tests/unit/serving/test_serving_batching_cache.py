@@ -5,10 +5,10 @@ from __future__ import annotations
 import threading
 
 import numpy as np
-from conftest import ROW, StubModel, make_service
 
 from serving.batching import MicroBatcher
 from serving.cache import PredictionCache
+from tests.unit.serving.stub import ROW, StubModel, make_service
 
 
 def _rows(n, seed=0):

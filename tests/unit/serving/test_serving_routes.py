@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from conftest import ROW, make_service
-
 from serving.app import create_app
+from tests.unit.serving.stub import ROW, make_service
 
 
 def test_ops_routes(client):

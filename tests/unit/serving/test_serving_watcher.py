@@ -9,10 +9,10 @@ import os
 import time
 
 import pytest
-from conftest import make_service
 
 from serving.settings import Settings
 from serving.watcher import ModelWatcher, ServingState, _SkipUnchanged
+from tests.unit.serving.stub import make_service
 
 
 class Registry:
