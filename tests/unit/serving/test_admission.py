@@ -17,10 +17,9 @@ from tests.unit.serving.stub import ROW, make_service
 def test_requests_past_the_bound_are_refused_at_once_with_retry_after():
     gate = Admission(max_in_flight=2)
     with gate.enter(), gate.enter():
-        started = time.monotonic()
+        # Refused while this thread holds both places: it cannot have waited for one.
         with pytest.raises(Unavailable) as err, gate.enter():
             pass
-        assert time.monotonic() - started < 0.05
         assert err.value.status == 503 and err.value.headers == {"Retry-After": "1"}
         assert "MLCYCLE_MAX_IN_FLIGHT" in err.value.message
     with gate.enter():  # places are given back
@@ -55,9 +54,8 @@ def test_a_queued_large_body_waits_its_turn_within_the_wait():
     holder.start()
     assert entered.wait(5)
     threading.Timer(0.1, release.set).start()
-    started = time.monotonic()
-    with gate.large():
-        assert 0.05 < time.monotonic() - started < 2
+    with gate.large():  # no Unavailable: it got its turn within the 5 s wait
+        assert release.is_set(), "in only once the holder let go"
     holder.join(5)
 
 
