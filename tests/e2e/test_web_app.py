@@ -253,7 +253,7 @@ def test_drift_report_opens_from_monitoring_page(site, page, shots):
     report_id = page.url.rsplit("/", 1)[1]
     served = requests.get(f"{url}/ui/reports/{report_id}", timeout=10).content
     assert served == (site["root"] / "reports" / f"{report_id}.html").read_bytes()
-    page.wait_for_timeout(1500)
+    page.locator(".js-plotly-plot").first.wait_for()  # a chart drawn, for the screenshot
     page.screenshot(path=str(shots / "drift-report.png"))
 
 
