@@ -5,8 +5,8 @@ the `postgres` OS user when the tests run as root. Out: a `Cluster` to `start` (
 SQLAlchemy URL), `kill` (`pg_ctl stop -m immediate`: a crash of the server's processes) and
 `restart` on the same data and port, and `stop` (which also deletes it); `cluster_or_skip()`
 skips the test, with the reason, where no server can be run; `server()` gives the URL of
-`MLCYCLE_TEST_POSTGRES_URL` or of a throwaway cluster for the length of a `with`. Importable
-from every test folder as `postgres` (like `processes`).
+`MLCYCLE_TEST_POSTGRES_URL` or of a throwaway cluster for the length of a `with`. Imported as
+`tests.postgres`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -23,6 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import free_port
 
 FAST = "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
 DURABLE = "-c fsync=off -c synchronous_commit=on"  # a commit survives the server's crash
@@ -37,12 +38,6 @@ def _pg_bin() -> Path | None:
         return Path(found[-1]).parent
     initdb = shutil.which("initdb")
     return Path(initdb).parent if initdb else None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _as_cluster_owner(argv: list[str]) -> list[str]:
@@ -66,7 +61,7 @@ class Cluster:
         self.settings = settings
         self.root = Path(tempfile.mkdtemp(prefix="mlcycle-pg-"))
         self.data = self.root / "data"
-        self.port = _free_port()
+        self.port = free_port()
         if os.geteuid() == 0:
             owner = pwd.getpwnam("postgres")
             os.chown(self.root, owner.pw_uid, owner.pw_gid)

@@ -4,7 +4,7 @@ In: a server URL, a JSON body, a number of client threads. Out: every answer (re
 status, when sent, when answered, error text) of one-row requests that each carry a unique
 `X-Request-ID`, sent until `stop()` or a deadline; and `logged_ids(db)`: the request ids in a
 SQLite prediction log, so a test can state the invariant "answered 200 == stored" after a fault.
-Importable from every test folder as `traffic` (like `processes`).
+Imported as `tests.traffic`.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from processes import free_port, kill_tree, start
+
+from tests.helpers import free_port, kill_tree, start
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -4,8 +4,9 @@ notebooks.
 In: the files under `deploy/`, `docker-compose.yml`, `.dockerignore`, `notebooks/`, and the real
 CLIs (`mlcycle`, `mlflow`) and settings modules they refer to. Out: failures naming the file and
 the part that disagrees with the code. No Docker engine or cluster is needed: compose is checked
-with `docker-compose config -q`, Prometheus with `promtool check config`, and every command a
-container runs is parsed by the real click/typer command it names (unknown options fail).
+with `docker compose config -q` (or `docker-compose config -q`), Prometheus with `promtool check
+config`, and every command a container runs is parsed by the real click/typer command it names
+(unknown options fail).
 """
 
 from __future__ import annotations
@@ -159,14 +160,30 @@ def _architecture_metrics() -> set[str]:
 # ---------------------------------------------------------------- docker-compose
 
 
-def test_compose_config_is_valid() -> None:
-    """`docker-compose config -q` (1.29) or `docker compose config -q` accepts the file."""
+def _compose_command() -> list[str] | None:
+    """`docker compose` where the plugin works, else `docker-compose` (1.29) if installed.
+
+    A `docker` without the compose plugin takes `compose -f` for its own flags and fails with
+    "unknown shorthand flag: 'f'", so the plugin is asked for its version first.
+    """
+    if shutil.which("docker"):
+        probe = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30)
+        if probe.returncode == 0:
+            return ["docker", "compose"]
     if shutil.which("docker-compose"):
-        cmd = ["docker-compose", "-f", str(COMPOSE), "--profile", "demo", "config", "-q"]
-    elif shutil.which("docker"):
-        cmd = ["docker", "compose", "-f", str(COMPOSE), "--profile", "demo", "config", "-q"]
-    else:
-        pytest.skip("neither docker-compose nor docker is installed (CI installs docker-compose)")
+        return ["docker-compose"]
+    return None
+
+
+def test_compose_config_is_valid() -> None:
+    """`docker compose config -q` or `docker-compose config -q` (1.29) accepts the file."""
+    compose = _compose_command()
+    if compose is None:
+        pytest.skip(
+            "neither the docker compose plugin nor docker-compose is installed "
+            "(CI installs docker-compose)"
+        )
+    cmd = [*compose, "-f", str(COMPOSE), "--profile", "demo", "config", "-q"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
 

@@ -6,7 +6,6 @@ generator's drift knob at 1.0 -> exit 1 naming the shifted columns; reports, the
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,32 +14,28 @@ from pathlib import Path
 import mlflow
 import pytest
 import requests
-from processes import free_port, start, stop, wait_http
+
+from tests.helpers import MLCYCLE_SERVE, Server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 @pytest.fixture
-def served(trained_store, tmp_path: Path) -> Iterator[dict]:
-    env = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": trained_store.tracking_uri,
-        "MLCYCLE_HOME": str(tmp_path),
-        "MLCYCLE_PREDICTION_LOG_URL": f"sqlite:///{tmp_path / 'predictions.db'}",
-        "MLCYCLE_REPORTS_DIR": str(tmp_path / "reports"),
-        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-    }
-    env.pop("MLCYCLE_API_KEYS", None)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log_path = tmp_path / "serve.log"
-    cmd = [sys.executable, "-m", "mlcycle", "serve", "--port", str(port), "--workers", "1"]
-    proc = start(cmd, env, log_path)
+def served(store_copy, tmp_path: Path) -> Iterator[dict]:
+    """`mlcycle serve` (one worker) on a copy of the trained store: the drift job logs its
+    `monitoring` runs there."""
+    server = Server(
+        store_copy,
+        tmp_path,
+        workers=1,
+        command=MLCYCLE_SERVE,
+        MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
+        MLCYCLE_API_KEYS=None,
+    )
     try:
-        wait_http(f"{url}/v2/health/ready", proc, log_path)
-        yield {"url": url, "env": env, "root": tmp_path, "store": trained_store}
+        yield {"url": server.url, "env": server.env, "root": tmp_path, "store": store_copy}
     finally:
-        stop(proc, timeout=20)
+        server.stop(timeout=20)
 
 
 def _run(args: list[str], env: dict) -> subprocess.CompletedProcess:

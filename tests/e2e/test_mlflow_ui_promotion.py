@@ -17,17 +17,19 @@ from pathlib import Path
 
 import pytest
 import requests
-from processes import free_port, start, stop, wait_http
-from test_web_app import (  # same folder: pytest puts it on sys.path
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    SHOTS,
+
+from tests.helpers import (
+    MLCYCLE_SERVE,
+    Server,
     add_version,
     copy_store,
+    free_port,
     sample_csv,
     serving_version,
-    start_server,
-    wait_ready,
+    start,
+    stop,
+    wait_http,
+    wait_until,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -45,65 +47,46 @@ def start_mlflow(uri: str, port: int, log_path: Path) -> subprocess.Popen:
 def stack(trained_store, tmp_path_factory):
     """`mlflow server` + `mlcycle serve` (default poll interval) on one private store."""
     root = tmp_path_factory.mktemp("mlflow-ui-e2e")
-    uri = copy_store(trained_store.tracking_uri, root / "store")
-    ui_port, port = free_port(), free_port()
-    ui_log, serve_log = root / "mlflow.log", root / "serve.log"
-    ui = start_mlflow(uri, ui_port, ui_log)
-    env = dict(os.environ)
-    env.update(
-        MLFLOW_TRACKING_URI=uri,
-        MLCYCLE_HOME=str(root),
-        MLCYCLE_REPORTS_DIR=str(root / "reports"),
-        MLCYCLE_PREDICTION_LOG_URL=f"sqlite:///{root / 'predictions.db'}",
-    )
-    env.pop("MLCYCLE_POLL_INTERVAL", None)
-    server = start_server(env, port, serve_log)
+    store = copy_store(trained_store, root / "store")
+    ui_port, ui_log = free_port(), root / "mlflow.log"
+    ui = start_mlflow(store.tracking_uri, ui_port, ui_log)  # starts while serving does
+    server = None
     try:
-        ui_url, url = f"http://127.0.0.1:{ui_port}", f"http://127.0.0.1:{port}"
+        server = Server(store, root, command=MLCYCLE_SERVE, MLCYCLE_POLL_INTERVAL=None)
+        ui_url = f"http://127.0.0.1:{ui_port}"
         wait_http(ui_url + "/health", ui, ui_log)
-        wait_ready(url, server, serve_log)
-        yield {"ui": ui_url, "url": url, "uri": uri, "name": trained_store.model_name}
+        yield {"ui": ui_url, "url": server.url, "store": store}
     finally:
-        stop(server)
+        if server is not None:
+            server.stop()
         stop(ui)
 
 
-@pytest.fixture
-def page():
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        pg = browser.new_page(viewport={"width": 1400, "height": 900})
-        pg.set_default_timeout(30_000)
-        yield pg
-        browser.close()
-
-
 def open_version(page, stack, version: str) -> None:
-    page.goto(f"{stack['ui']}/#/models/{stack['name']}/versions/{version}")
+    page.goto(f"{stack['ui']}/#/models/{stack['store'].model_name}/versions/{version}")
     page.get_by_text(f"Version {version}", exact=True).wait_for(timeout=60_000)
 
 
 def wait_serving(url: str, version: str, streak: int = 8) -> float:
     """Seconds until `streak` answers in a row (both workers) name `version`; fails after 10 s."""
-    started, seen = time.time(), 0
-    while seen < streak:
-        answered = serving_version(url)
-        seen = seen + 1 if answered == version else 0
-        assert time.time() - started < SWITCH_SECONDS, (
-            f"serving still answers v{answered} {SWITCH_SECONDS}s after the UI promoted v{version}"
-        )
-        time.sleep(0.05)
-    return time.time() - started
+    started, answers = time.monotonic(), []
+
+    def streak_seen() -> bool:
+        answers.append(serving_version(url))
+        return answers[-streak:] == [version] * streak
+
+    wait_until(
+        streak_seen,
+        SWITCH_SECONDS,
+        lambda: f"serving still answers v{answers[-1]} after the UI promoted v{version}",
+        every=0.05,
+    )
+    return time.monotonic() - started
 
 
-def test_production_alias_set_in_the_default_ui_switches_serving(stack, page):
+def test_production_alias_set_in_the_default_ui_switches_serving(stack, page, shots):
     before = serving_version(stack["url"])
-    new = add_version(stack["uri"], stack["name"], before)
+    new = add_version(stack["store"], before)
     open_version(page, stack, new)
     switch = page.get_by_role("switch").first
     assert switch.get_attribute("aria-checked") == "true", "expected the new registry UI default"
@@ -113,12 +96,12 @@ def test_production_alias_set_in_the_default_ui_switches_serving(stack, page):
     box.fill("production")
     box.press("Enter")
     dialog.get_by_text("production").first.wait_for()
-    page.screenshot(path=str(SHOTS / "mlflow-ui-alias.png"))
+    page.screenshot(path=str(shots / "mlflow-ui-alias.png"))
     dialog.get_by_role("button", name="Save aliases").click()
     dialog.wait_for(state="hidden")
     seconds = wait_serving(stack["url"], new)
     page.get_by_text("@ production").first.wait_for()
-    page.screenshot(path=str(SHOTS / "mlflow-ui-alias-saved.png"))
+    page.screenshot(path=str(shots / "mlflow-ui-alias-saved.png"))
     resp = requests.post(
         f"{stack['url']}/invocations",
         data=sample_csv(1, seed=3),
@@ -129,9 +112,9 @@ def test_production_alias_set_in_the_default_ui_switches_serving(stack, page):
     print(f"alias promotion of v{new} served after {seconds:.1f}s")
 
 
-def test_stage_transition_one_toggle_away_switches_serving(stack, page):
+def test_stage_transition_one_toggle_away_switches_serving(stack, page, shots):
     before = serving_version(stack["url"])
-    new = add_version(stack["uri"], stack["name"], before)
+    new = add_version(stack["store"], before)
     open_version(page, stack, new)
     page.get_by_role("switch").first.click()  # "New model registry UI" off
     page.get_by_role("dialog").get_by_role("button", name="Disable").click()
@@ -140,9 +123,9 @@ def test_stage_transition_one_toggle_away_switches_serving(stack, page):
     page.get_by_role("menuitem").filter(has_text="Production").click()
     dialog = page.get_by_role("dialog")
     dialog.get_by_text("Transition existing").wait_for()
-    page.screenshot(path=str(SHOTS / "mlflow-ui-stage.png"))
+    page.screenshot(path=str(shots / "mlflow-ui-stage.png"))
     dialog.get_by_role("button", name="OK").click()
     dialog.wait_for(state="hidden")
     seconds = wait_serving(stack["url"], new)
-    page.screenshot(path=str(SHOTS / "mlflow-ui-stage-saved.png"))
+    page.screenshot(path=str(shots / "mlflow-ui-stage-saved.png"))
     print(f"stage promotion of v{new} served after {seconds:.1f}s")

@@ -8,140 +8,64 @@ screenshots of every page under `test-artifacts/screenshots/`.
 from __future__ import annotations
 
 import http.client
-import os
-import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
-from processes import free_port, start, stop, wait_http
+
+from tests.helpers import (
+    MLCYCLE_SERVE,
+    Server,
+    add_version,
+    copy_store,
+    sample_csv,
+    serving_version,
+    tracking_uri,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 TOKEN = "web-e2e-admin-token"
-
-
-def copy_store(src_uri: str, dest: Path) -> str:
-    """A private copy of a SQLite MLflow store (artifacts stay where the original put them)."""
-    dest.mkdir(parents=True, exist_ok=True)
-    target = dest / "mlflow.db"
-    with sqlite3.connect(src_uri.removeprefix("sqlite:///")) as src, sqlite3.connect(target) as dst:
-        src.backup(dst)
-    return f"sqlite:///{target}"
-
-
-def add_version(uri: str, name: str, like: str) -> str:
-    """Register one more version of `name` with the same model as version `like` (no training)."""
-    import mlflow
-
-    client = mlflow.MlflowClient(uri)
-    base = client.get_model_version(name, like)
-    tags = {k: v for k, v in (base.tags or {}).items() if not k.startswith("mlcycle.promot")}
-    new = client.create_model_version(name, base.source, run_id=base.run_id, tags=tags)
-    return str(new.version)
-
-
-def start_server(env: dict, port: int, log_path: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "mlcycle", "serve", "--port", str(port)]
-    return start([*cmd, "--workers", "2", "--threads", "2"], env, log_path)
-
-
-def wait_ready(url: str, proc: subprocess.Popen, log_path: Path) -> None:
-    wait_http(f"{url}/v2/health/ready", proc, log_path, timeout=150)
 
 
 @pytest.fixture(scope="module")
 def site(trained_store, tmp_path_factory):
     """A running server on a private copy of the trained store; yields a dict of handles."""
     root = tmp_path_factory.mktemp("web-e2e")
-    uri = copy_store(trained_store.tracking_uri, root / "store")
-    port = free_port()
-    env = dict(os.environ)
-    env.update(
-        MLFLOW_TRACKING_URI=uri,
-        MLCYCLE_HOME=str(root),
+    store = copy_store(trained_store, root / "store")
+    server = Server(
+        store,
+        root,
+        workers=2,
+        command=MLCYCLE_SERVE,
+        args=("--threads", "2"),
         MLCYCLE_ADMIN_TOKEN=TOKEN,
-        MLCYCLE_REPORTS_DIR=str(root / "reports"),
-        MLCYCLE_PREDICTION_LOG_URL=f"sqlite:///{root / 'predictions.db'}",
-        MLCYCLE_POLL_INTERVAL="1",
-        MLCYCLE_WEB_LIVE_INTERVAL="2",
+        MLCYCLE_WEB_LIVE_INTERVAL=2,
         MLCYCLE_MLFLOW_UI_URL="http://127.0.0.1:9/mlflow",
+        MLCYCLE_API_KEYS=None,
     )
-    env.pop("MLCYCLE_API_KEYS", None)
-    log_path = root / "serve.log"
-    proc = start_server(env, port, log_path)
-    url = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(url, proc, log_path)
-        yield {"url": url, "uri": uri, "env": env, "root": root, "name": trained_store.model_name}
+        yield {"url": server.url, "store": store, "env": server.env, "root": root}
     finally:
-        stop(proc)
+        server.stop()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser):
-    """A fresh page that fails the test on any script error or unexpected dialog."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
-    pg = context.new_page()
-    problems: list[str] = []
-    pg.on("pageerror", lambda e: problems.append(f"script error: {e}"))
-    pg.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
-    pg.set_default_timeout(20_000)
-    yield pg
-    context.close()
-    assert not problems, problems
-
-
-def model_columns(uri: str, name: str, version: str) -> list[str]:
+def model_columns(store, version: str) -> list[str]:
     """Input columns from the registered model's own signature (not from the server)."""
     import mlflow
 
-    mlflow.set_tracking_uri(uri)
-    info = mlflow.models.get_model_info(f"models:/{name}/{version}")
+    with tracking_uri(store.tracking_uri):
+        info = mlflow.models.get_model_info(f"models:/{store.model_name}/{version}")
     return info.signature.inputs.input_names()
 
 
-def serving_version(url: str) -> str:
-    return requests.get(f"{url}/version", timeout=5).json()["model_version"]
-
-
-def sample_csv(rows: int, seed: int) -> str:
-    from mlcycle.core.synthetic import generate
-
-    frame = generate(n_rows=rows, seed=seed).drop(columns=["default"])
-    return frame.to_csv(index=False)
-
-
-def test_predict_form_shows_the_api_probability(site, page):
+def test_predict_form_shows_the_api_probability(site, page, shots):
     url = site["url"]
     version = serving_version(url)
-    cols = model_columns(site["uri"], site["name"], version)
+    cols = model_columns(site["store"], version)
     page.goto(url + "/")
     for col in cols:
         assert page.locator(f'[name="{col}"]').count() == 1, f"no form control for {col}"
@@ -165,7 +89,7 @@ def test_predict_form_shows_the_api_probability(site, page):
     )
     assert page.inner_text("#r-version").endswith(f"v{api.json()['model_version']}")
     assert "ms" in page.inner_text("#r-latency")
-    page.screenshot(path=str(SHOTS / "predict.png"), full_page=True)
+    page.screenshot(path=str(shots / "predict.png"), full_page=True)
 
     # A value the model never saw comes back as an inline error naming the column.
     select = page.locator("#predict-form select").first
@@ -179,10 +103,10 @@ def test_predict_form_shows_the_api_probability(site, page):
     page.locator("#predict-error").wait_for(state="visible")
     assert column in page.inner_text("#predict-error")
     assert page.locator("#predict-error b").count() == 0  # shown as text, not markup
-    page.screenshot(path=str(SHOTS / "predict-error.png"), full_page=True)
+    page.screenshot(path=str(shots / "predict-error.png"), full_page=True)
 
 
-def test_predict_form_flags_a_value_outside_the_training_range(site, page):
+def test_predict_form_flags_a_value_outside_the_training_range(site, page, shots):
     from playwright.sync_api import expect
 
     page.goto(site["url"] + "/ui/predict")
@@ -198,7 +122,7 @@ def test_predict_form_flags_a_value_outside_the_training_range(site, page):
     )
     assert "out-of-range" in field.get_attribute("class")
     assert float(page.get_attribute("#r-probability", "data-value")) >= 0
-    page.screenshot(path=str(SHOTS / "predict-out-of-range.png"), full_page=True)
+    page.screenshot(path=str(shots / "predict-out-of-range.png"), full_page=True)
 
     field.fill(high)  # the training maximum itself is inside
     page.locator("#predict-form button[type=submit]").click()
@@ -206,7 +130,7 @@ def test_predict_form_flags_a_value_outside_the_training_range(site, page):
     assert "out-of-range" not in (field.get_attribute("class") or "")
 
 
-def test_csv_upload_scores_every_row_and_downloads(site, page, tmp_path):
+def test_csv_upload_scores_every_row_and_downloads(site, page, shots, tmp_path):
     url = site["url"]
     text = sample_csv(12, seed=5)
     path = tmp_path / "batch.csv"
@@ -227,17 +151,17 @@ def test_csv_upload_scores_every_row_and_downloads(site, page, tmp_path):
     assert len(result) == 12
     assert result["probability"].tolist() == pytest.approx(api, abs=1e-9)
     assert set(result["decision"]) <= {0, 1}
-    page.screenshot(path=str(SHOTS / "predict-csv.png"), full_page=True)
+    page.screenshot(path=str(shots / "predict-csv.png"), full_page=True)
 
 
-def test_promote_from_models_page_switches_serving(site, page):
-    url, name = site["url"], site["name"]
+def test_promote_from_models_page_switches_serving(site, page, shots):
+    url = site["url"]
     before = serving_version(url)
-    new = add_version(site["uri"], name, before)
+    new = add_version(site["store"], before)
     page.goto(url + "/ui/models")
     assert page.inner_text("#serving-version") == f"v{before}"
     assert "serving now" in page.inner_text(f'tr[data-version="{before}"]')
-    page.screenshot(path=str(SHOTS / "models-before.png"), full_page=True)
+    page.screenshot(path=str(shots / "models-before.png"), full_page=True)
 
     button = page.locator(f'button.promote[data-version="{new}"]')
     page.fill("#admin-token", "wrong-token")
@@ -254,39 +178,40 @@ def test_promote_from_models_page_switches_serving(site, page):
         button.click()
     page.wait_for_load_state("load")
     # Every worker switches within the poll interval; the API answers with the new version.
-    deadline = time.time() + 10
-    while (
-        serving_version(url) != new
-        or requests.post(
-            f"{url}/invocations",
-            data=sample_csv(1, seed=1),
-            headers={"Content-Type": "text/csv"},
-            timeout=5,
-        ).headers.get("X-Model-Version")
-        != new
-    ):
-        assert time.time() < deadline, "the API still answers with the old version"
-        time.sleep(0.3)
-    deadline = time.time() + 10
-    page.goto(url + "/ui/models")
-    while page.inner_text("#serving-version") != f"v{new}":  # the other worker, a poll behind
-        assert time.time() < deadline, "the models page never showed the new serving version"
-        page.wait_for_timeout(300)
-        page.goto(url + "/ui/models")
+    wait_until(lambda: _serves(url, new), 10, f"the API answering with v{new}", every=0.3)
+    wait_until(  # the other worker may be a poll behind
+        lambda: _models_page_shows(page, url, new), 10, f"the models page showing v{new}", 0.3
+    )
     row = page.inner_text(f'tr[data-version="{new}"]')
     assert "serving now" in row and "Production" in row and "@production" in row
     assert "e2e" in row and "<img src=x onerror=alert(1)> better model" in row
-    page.screenshot(path=str(SHOTS / "models-after.png"), full_page=True)
+    page.screenshot(path=str(shots / "models-after.png"), full_page=True)
 
     # Roll back: the version that served before comes back.
     page.fill("#admin-token", TOKEN)
     with page.expect_navigation(timeout=30_000):
         page.click("#rollback")
-    deadline = time.time() + 10
-    while serving_version(url) != before:
-        assert time.time() < deadline, "rollback did not bring the previous version back"
-        time.sleep(0.3)
+    wait_until(
+        lambda: serving_version(url) == before, 10, f"v{before} back after the rollback", 0.3
+    )
     assert "rollback from v" in page.inner_text("body")
+
+
+def _serves(url: str, version: str) -> bool:
+    """Whether `/version` and a prediction's `X-Model-Version` both name `version`."""
+    answer = requests.post(
+        f"{url}/invocations",
+        data=sample_csv(1, seed=1),
+        headers={"Content-Type": "text/csv"},
+        timeout=5,
+    )
+    return serving_version(url) == version and answer.headers.get("X-Model-Version") == version
+
+
+def _models_page_shows(page, url: str, version: str) -> bool:
+    """Whether a fresh load of the models page says `version` is serving."""
+    page.goto(url + "/ui/models")
+    return page.inner_text("#serving-version") == f"v{version}"
 
 
 def run_drift(site, version: str) -> None:
@@ -303,7 +228,7 @@ def run_drift(site, version: str) -> None:
     assert done.returncode in (0, 1), done.stdout[-2000:] + done.stderr[-2000:]
 
 
-def test_drift_report_opens_from_monitoring_page(site, page):
+def test_drift_report_opens_from_monitoring_page(site, page, shots):
     url = site["url"]
     resp = requests.post(
         f"{url}/invocations",
@@ -319,7 +244,7 @@ def test_drift_report_opens_from_monitoring_page(site, page):
     assert "last 300" in table.lower() or "300" in table
     assert page.locator("section.chart svg circle").count() >= 1
     assert page.locator("section.chart svg rect").count() >= 1  # request volume bars
-    page.screenshot(path=str(SHOTS / "monitoring.png"), full_page=True)
+    page.screenshot(path=str(shots / "monitoring.png"), full_page=True)
     page.locator("a.report").first.click()
     page.wait_for_load_state("load")
     assert "/ui/reports/" in page.url
@@ -328,8 +253,8 @@ def test_drift_report_opens_from_monitoring_page(site, page):
     report_id = page.url.rsplit("/", 1)[1]
     served = requests.get(f"{url}/ui/reports/{report_id}", timeout=10).content
     assert served == (site["root"] / "reports" / f"{report_id}.html").read_bytes()
-    page.wait_for_timeout(1500)
-    page.screenshot(path=str(SHOTS / "drift-report.png"))
+    page.locator(".js-plotly-plot").first.wait_for()  # a chart drawn, for the screenshot
+    page.screenshot(path=str(shots / "drift-report.png"))
 
 
 def raw_get(url: str, path: str) -> int:
@@ -353,17 +278,17 @@ def raw_get(url: str, path: str) -> int:
         "/ui/reports/%2e%2e",
         "/ui/reports/..",
         "/ui/reports/drift.prom",
-        "/ui/reports/..%5c..%5cserve.log",
+        "/ui/reports/..%5c..%5cserver.log",
         "/ui/reports/no-such-report",
     ],
 )
 def test_report_path_traversal_is_404(site, path):
-    secret = site["root"] / "serve.log"
+    secret = site["root"] / "server.log"
     assert secret.exists()
     assert raw_get(site["url"], path) == 404
 
 
-def test_live_page_shows_request_figures(site, page):
+def test_live_page_shows_request_figures(site, page, shots):
     from playwright.sync_api import expect
 
     url = site["url"]
@@ -381,4 +306,4 @@ def test_live_page_shows_request_figures(site, page):
     assert float(page.inner_text("#l-rate")) > 0
     assert page.inner_text("#l-p99").endswith("ms")
     assert page.locator("#l-scores .bar-row").count() >= 10
-    page.screenshot(path=str(SHOTS / "live.png"), full_page=True)
+    page.screenshot(path=str(shots / "live.png"), full_page=True)

@@ -12,13 +12,13 @@ import uuid
 from collections.abc import Iterator
 
 import numpy as np
-import postgres
 import pytest
 
 from mlcycle.core.prediction_log import build_batch, build_rows
 from monitoring.labelled import read_labelled
 from serving.predlog import open_store
 from serving.predlog.labels import store_labels
+from tests import postgres
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 NAMES = ("x",)

@@ -25,12 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import postgres
 import pytest
+
+from tests import postgres
+from tests.helpers import TINY, tracking_uri
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
-TINY = {"rows": 2_000, "epochs": 2, "hidden": (16,)}
 MODEL_NAME = "credit-risk"
 
 
@@ -82,7 +83,6 @@ def test_mlflow_tracking_and_registry_on_postgres(
     """Train, register, gate, promote, roll back and load by alias on a PostgreSQL store."""
     import mlflow
     import sqlalchemy as sa
-    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
     from mlcycle.core import registry
     from mlcycle.core.synthetic import TARGET, generate
@@ -91,7 +91,7 @@ def test_mlflow_tracking_and_registry_on_postgres(
 
     uri = databases.mlflow
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    with _use_tracking_uri(uri):
+    with tracking_uri(uri):
         client = mlflow.MlflowClient(uri)
         client.create_experiment("pg", artifact_location=(tmp_path / "artifacts").as_uri())
         first = run(TrainConfig(**TINY, experiment="pg", model_name=MODEL_NAME))

@@ -1,5 +1,5 @@
-"""The drift job against a real MLflow SQLite store (the session's trained model) and a real
-prediction log: clean rows -> exit 0, shifted rows -> exit 1 naming the shifted columns, report
+"""The drift job against a real MLflow SQLite store (a copy of the session's trained one) and a
+real prediction log: clean rows -> exit 0, shifted rows -> exit 1 naming the shifted columns, report
 files, drift.prom and the MLflow `monitoring` run; could-not-judge cases -> exit 2;
 the same with the report in its worker process (MLCYCLE_DRIFT_WORKER=on)."""
 
@@ -21,21 +21,23 @@ SHIFTED = ["age", "income", "employment_years", "loan_amount"]
 
 
 @pytest.fixture
-def env(trained_store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
+def env(store_copy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """Settings for the drift job in `tmp_path`, on a copy of the trained store (the job logs
+    its `monitoring` runs there), and the model's reference sample."""
     monkeypatch.setenv("MLCYCLE_HOME", str(tmp_path))
     monkeypatch.setenv("MLCYCLE_REPORTS_DIR", str(tmp_path / "reports"))
     monkeypatch.setenv("MLCYCLE_PREDICTION_LOG_URL", f"sqlite:///{tmp_path / 'log.db'}")
     monkeypatch.delenv("MLCYCLE_MODEL_NAME", raising=False)
-    client = mlflow.MlflowClient(trained_store.tracking_uri)
-    mv = client.get_model_version(trained_store.model_name, trained_store.version)
+    client = mlflow.MlflowClient(store_copy.tracking_uri)
+    mv = client.get_model_version(store_copy.model_name, store_copy.version)
     path = mlflow.artifacts.download_artifacts(
         mv.tags["mlcycle.reference_uri"],
         dst_path=str(tmp_path / "ref"),
-        tracking_uri=trained_store.tracking_uri,
+        tracking_uri=store_copy.tracking_uri,
     )
     reference = pd.read_parquet(path)
     inputs = reference.drop(columns=["default", "prediction"])
-    return {"store": trained_store, "root": tmp_path, "ref": reference, "inputs": inputs}
+    return {"store": store_copy, "root": tmp_path, "ref": reference, "inputs": inputs}
 
 
 def _log(env: dict, frame: pd.DataFrame, preds, version: str | None = None, run_id=None) -> None:

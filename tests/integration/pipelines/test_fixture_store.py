@@ -24,8 +24,8 @@ def test_trained_store_has_v1_with_stage_and_alias_in_agreement(trained_store):
             if v.current_stage == "Production"
         ]
         mv = client.get_model_version(name, "1")
-    # v1 starts in Production; other tests in the session may promote later versions.
-    assert production == [str(alias.version)]
+    # v1 is in Production and stays there: tests that promote work on copies.
+    assert production == [str(alias.version)] == ["1"]
     assert mv.run_id == trained_store.run_id
     assert mv.tags["mlcycle.reference_uri"].endswith("reference/reference.parquet")
     assert mv.tags["mlcycle.promoted_to"] == "production"
@@ -49,13 +49,19 @@ def test_trained_store_model_predicts_raw_rows(trained_store):
 
 
 @pytest.mark.slow
-def test_train_another_version_respects_the_gate_margin(trained_store, train_another_version):
+def test_train_another_version_respects_the_gate_margin(
+    trained_store, store_copy, train_another_version
+):
     import mlflow
 
-    client = mlflow.MlflowClient(trained_store.tracking_uri)
-    name = trained_store.model_name
-    before = str(client.get_model_version_by_alias(name, "production").version)
-    version = train_another_version(promote_margin=1.0)  # other tests may have added versions
-    assert int(version) > int(trained_store.version)
-    assert str(client.get_model_version_by_alias(name, "production").version) == before
+    client = mlflow.MlflowClient(store_copy.tracking_uri)
+    name = store_copy.model_name
+    version = train_another_version(promote_margin=1.0)
+    assert version == "2"
+    assert str(client.get_model_version_by_alias(name, "production").version) == "1"
     assert str(client.get_model_version_by_alias(name, "staging").version) == version
+    # The copy is private: the new run's artifacts are in it, the shared store has v1 only.
+    run = client.get_run(client.get_model_version(name, version).run_id)
+    assert run.info.artifact_uri.startswith(store_copy.root.as_uri())
+    shared = mlflow.MlflowClient(trained_store.tracking_uri)
+    assert [str(v.version) for v in shared.search_model_versions(f"name='{name}'")] == ["1"]

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 
 import pytest
 import requests
-from conftest import ADMIN
+
+from tests.helpers import ADMIN
 
 log = logging.getLogger(__name__)
 API_KEY = "contract-key"

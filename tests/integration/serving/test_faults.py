@@ -7,29 +7,25 @@ without a restart."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import pandas as pd
-import postgres
 import pytest
 import requests
-from traffic import Traffic, logged_ids
+
+from tests import postgres
+from tests.helpers import records
+from tests.traffic import Traffic, logged_ids
 
 pytestmark = pytest.mark.slow
 HEAL_S = 5.0  # the issue's bound: 200s again within 5 s of the store coming back
 
 
-def _one_row(store) -> dict:
-    import mlflow
-
-    local = mlflow.artifacts.download_artifacts(f"models:/{store.model_name}/{store.version}")
-    rows = pd.DataFrame(mlflow.models.Model.load(local).load_input_example(local)).head(1)
-    return {"dataframe_records": json.loads(rows.to_json(orient="records"))}
+def _one_row(example_rows) -> dict:
+    return {"dataframe_records": records(example_rows.head(1))}
 
 
 def _status(url: str) -> int:
@@ -48,7 +44,9 @@ def _check_healed(traffic: Traffic, fault_end: float) -> None:
     first_ok = min(a.done for a in traffic.snapshot() if a.status == 200 and a.sent > fault_end)
     assert first_ok - fault_end < HEAL_S, f"first 200 {first_ok - fault_end:.1f} s after the fault"
     healed = fault_end + HEAL_S
-    time.sleep(max(0.0, healed + 1.5 - time.monotonic()))
+    assert traffic.wait_for(  # 1.5 s of traffic past the bound, answered
+        lambda answers: any(a.sent >= healed + 1.5 for a in answers), HEAL_S + 10
+    ), "no traffic answered after the heal bound"
     late = traffic.since(healed)
     assert late and all(a.status == 200 for a in late), [a for a in late if a.status != 200][:3]
 
@@ -76,9 +74,9 @@ conn.execute("ROLLBACK")
 """
 
 
-def test_sqlite_log_locked_past_the_request_wait_then_released(trained_store, start_server):
+def test_sqlite_log_locked_past_the_request_wait_then_released(example_rows, start_server):
     server = start_server(workers=2, MLCYCLE_PREDICTION_LOG_WAIT_S="2")
-    with Traffic(server.url + "/invocations", _one_row(trained_store), threads=4) as traffic:
+    with Traffic(server.url + "/invocations", _one_row(example_rows), threads=4) as traffic:
         assert traffic.wait_for(lambda a: any(x.status == 200 for x in a), 10)
         hold = subprocess.Popen(
             [sys.executable, "-c", HOLD, str(server.log_db), "5"], stdout=subprocess.PIPE
@@ -88,7 +86,7 @@ def test_sqlite_log_locked_past_the_request_wait_then_released(trained_store, st
         while hold.poll() is None:
             ready.add(_status(server.url + "/v2/health/ready"))
             live.add(_status(server.url + "/v2/health/live"))
-            time.sleep(0.2)
+            time.sleep(0.2)  # sampling the probes while the lock is held
         released = time.monotonic()
         assert 503 in ready, "readiness stayed true while the log refused writes"
         assert live == {200}, "a locked store is not a stuck writer: liveness must stay true"
@@ -101,7 +99,7 @@ def test_sqlite_log_locked_past_the_request_wait_then_released(trained_store, st
     assert stored == traffic.ok_ids()
 
 
-def test_postgres_log_killed_and_restarted(trained_store, start_server):
+def test_postgres_log_killed_and_restarted(example_rows, start_server):
     import sqlalchemy as sa
 
     cluster = postgres.cluster_or_skip(postgres.DURABLE)
@@ -113,11 +111,11 @@ def test_postgres_log_killed_and_restarted(trained_store, start_server):
         engine.dispose()
         url = admin.rsplit("/", 1)[0] + "/predlog"
         server = start_server(workers=2, MLCYCLE_PREDICTION_LOG_URL=url)
-        with Traffic(server.url + "/invocations", _one_row(trained_store), threads=4) as traffic:
+        with Traffic(server.url + "/invocations", _one_row(example_rows), threads=4) as traffic:
             assert traffic.wait_for(lambda a: sum(x.status == 200 for x in a) > 20, 15)
             cluster.kill()
             assert traffic.wait_for(lambda a: a and a[-1].status == 503, 10)
-            time.sleep(2)
+            time.sleep(2)  # the fault: PostgreSQL stays down 2 s
             cluster.restart()
             back = time.monotonic()
             _check_healed(traffic, back)
@@ -157,20 +155,20 @@ def _fill(folder: Path) -> Path:
     return filler
 
 
-def test_full_disk_gives_clear_503s_and_recovers(trained_store, start_server, tmp_path):
+def test_full_disk_gives_clear_503s_and_recovers(example_rows, start_server, tmp_path):
     # Larger than the WAL's 32 MiB ceiling (the checkpointer's RESTART point), so only the
     # filler fills it.
     with _small_filesystem(tmp_path / "small", "48m") as small:
         db = small / "predictions.db"
         server = start_server(workers=2, MLCYCLE_PREDICTION_LOG_URL=f"sqlite:///{db}")
-        with Traffic(server.url + "/invocations", _one_row(trained_store), threads=4) as traffic:
+        with Traffic(server.url + "/invocations", _one_row(example_rows), threads=4) as traffic:
             assert traffic.wait_for(lambda a: sum(x.status == 200 for x in a) > 20, 15)
             filler = _fill(small)
             assert traffic.wait_for(lambda a: sum(x.status == 503 for x in a) > 5, 15), (
                 "a full disk never turned into 503s"
             )
             assert _status(server.url + "/v2/health/live") == 200
-            time.sleep(1)
+            time.sleep(1)  # the fault: the disk stays full 1 s more
             filler.unlink()
             freed = time.monotonic()
             _check_healed(traffic, freed)

@@ -18,25 +18,23 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
-from processes import tree_memory_mb
-from traffic import logged_ids
+
+from tests.helpers import records, tree_memory_mb
+from tests.traffic import logged_ids
 
 pytestmark = pytest.mark.slow
 CONNECTIONS, SECONDS = 64, 20
 MEMORY_BOUND_MB = 2048  # docs/reliability.md: the whole server (launcher, granian, 2 workers)
 
 
-def _bodies(store) -> tuple[bytes, bytes, dict]:
-    import mlflow
-
-    local = mlflow.artifacts.download_artifacts(f"models:/{store.model_name}/{store.version}")
-    row = pd.DataFrame(mlflow.models.Model.load(local).load_input_example(local)).head(1)
+def _bodies(example_rows: pd.DataFrame) -> tuple[bytes, bytes, dict]:
+    row = example_rows.head(1)
     frame = pd.concat([row] * 40_000, ignore_index=True)  # ~4 MB of dataframe_split
     split = {"dataframe_split": json.loads(frame.to_json(orient="split", index=False))}
     # Over this server's MLCYCLE_MAX_BODY_BYTES (6 MiB), within MLCYCLE_DRAIN_BYTES (8 MiB): a
     # 413 the client reads. (Past the drain cap the server reads no more and closes.)
     oversized = b'{"instances": [' + b" " * (7 << 20) + b"]}"
-    one = {"dataframe_records": json.loads(row.to_json(orient="records"))}
+    one = {"dataframe_records": records(row)}
     return json.dumps(split).encode(), oversized, one
 
 
@@ -78,8 +76,8 @@ def _p(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) * 1000 if values else float("nan")
 
 
-def test_64_connections_of_multi_mb_bodies(trained_store, start_server):
-    big, oversized, one = _bodies(trained_store)
+def test_64_connections_of_multi_mb_bodies(example_rows, start_server):
+    big, oversized, one = _bodies(example_rows)
     server = start_server(workers=2, MLCYCLE_MAX_BODY_BYTES=6 << 20)  # default layout
     port = int(server.url.rsplit(":", 1)[1])
     hammer = Hammer(port, [big, big, big, oversized])
@@ -88,7 +86,7 @@ def test_64_connections_of_multi_mb_bodies(trained_store, start_server):
     peak = 0.0
     while watcher.is_alive():
         peak = max(peak, tree_memory_mb(server.proc))
-        time.sleep(0.25)
+        time.sleep(0.25)  # sampling memory while the load runs
     statuses = [s for _, (s, _), _ in hammer.answers]
     odd = {s for s in statuses if s not in (200, 413, 503)}
     assert not odd, f"answers outside 200/413/503 under overload: {odd}"

@@ -4,14 +4,14 @@ input is flagged and never answered with a null, and bad guard settings stop the
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 
 import pytest
 import requests
-from conftest import Server
+
+from tests.helpers import Server, records
 
 pytestmark = pytest.mark.slow
 
@@ -21,15 +21,6 @@ def server(trained_store, tmp_path_factory):
     srv = Server(trained_store, tmp_path_factory.mktemp("guard-server"), workers=2)
     yield srv
     srv.stop()
-
-
-def _row(store) -> dict:
-    import mlflow
-
-    uri = f"models:/{store.model_name}/{store.version}"
-    local = mlflow.artifacts.download_artifacts(uri)
-    example = mlflow.models.Model.load(local).load_input_example(local)
-    return json.loads(example.head(1).to_json(orient="records"))[0]
 
 
 def _total(text: str, name: str, **labels) -> float:
@@ -44,8 +35,8 @@ def _total(text: str, name: str, **labels) -> float:
     )
 
 
-def test_cache_hits_and_misses_reach_metrics(trained_store, server):
-    row = _row(trained_store)
+def test_cache_hits_and_misses_reach_metrics(example_rows, server):
+    (row,) = records(example_rows.head(1))
     for _ in range(3):  # 3 requests on 2 workers: one worker sees the row twice at least
         resp = requests.post(server.url + "/predict", json=row, timeout=10)
         assert resp.status_code == 200, resp.text
@@ -55,8 +46,8 @@ def test_cache_hits_and_misses_reach_metrics(trained_store, server):
     assert hits >= 1 and misses >= 1 and hits + misses == 3, (hits, misses)
 
 
-def test_extreme_finite_inputs_are_flagged_and_never_null(trained_store, server):
-    row = _row(trained_store)
+def test_extreme_finite_inputs_are_flagged_and_never_null(example_rows, server):
+    (row,) = records(example_rows.head(1))
     numeric = [k for k, v in row.items() if isinstance(v, int | float)]
     cases = [{"income": 1e308}, {"income": -1e308}, dict.fromkeys(numeric, 1e308)]
     statuses = []

@@ -13,26 +13,25 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
-from conftest import ADMIN
+
+from tests.helpers import ADMIN, records, register_copy, wait_until
 
 pytestmark = pytest.mark.slow
 
 
-def _example(store):
+def _rows(example_rows: pd.DataFrame) -> pd.DataFrame:
+    return pd.concat([example_rows] * 3, ignore_index=True).head(5)
+
+
+def test_every_route_and_mlflow_format(trained_store, example_rows, start_server):
     import mlflow
 
-    uri = f"models:/{store.model_name}/{store.version}"
-    local = mlflow.artifacts.download_artifacts(uri)
-    rows = pd.DataFrame(mlflow.models.Model.load(local).load_input_example(local))
-    return mlflow.pyfunc.load_model(uri), pd.concat([rows] * 3, ignore_index=True).head(5)
-
-
-def test_every_route_and_mlflow_format(trained_store, start_server):
     server = start_server()
     url = server.url
-    model, rows = _example(trained_store)
+    model = mlflow.pyfunc.load_model(f"models:/{trained_store.model_name}/{trained_store.version}")
+    rows = _rows(example_rows)
     expected = np.asarray(model.predict(rows), dtype=float).ravel()
-    recs = json.loads(rows.to_json(orient="records"))
+    recs = records(rows)
     split = json.loads(rows.to_json(orient="split", index=False))
     bodies = {
         "dataframe_split": split,
@@ -148,19 +147,18 @@ def _hammer(url, body, stop, seen, fails, lock):
         except requests.RequestException as exc:
             with lock:
                 fails.append(repr(exc)[:80])
-        time.sleep(0.002)
+        time.sleep(0.002)  # pacing: six clients, and CPU left for the server on 2 cores
 
 
 def test_hot_reload_under_load_and_broken_promotion(
-    trained_store, train_another_version, start_server
+    store_copy, example_rows, train_another_version, start_server, tmp_path
 ):
     from mlcycle.core.registry import promote
 
     v2 = train_another_version(promote_margin=1.0, seed=7)
-    promote(trained_store.model_name, trained_store.version, "production", "test baseline")
-    server = start_server(MLCYCLE_BATCHING="true")  # the issue: batching and cache on
-    _, rows = _example(trained_store)
-    body = {"dataframe_records": json.loads(rows.head(1).to_json(orient="records"))}
+    promote(store_copy.model_name, store_copy.version, "production", "test baseline")
+    server = start_server(store=store_copy, MLCYCLE_BATCHING="true")  # batching and cache on
+    body = {"dataframe_records": records(example_rows.head(1))}
     seen, fails, lock = [], [], threading.Lock()
     stop = time.time() + 14
     threads = [
@@ -168,72 +166,51 @@ def test_hot_reload_under_load_and_broken_promotion(
         for _ in range(6)
     ]
     [t.start() for t in threads]
-    time.sleep(3)
+    wait_until(lambda: len(seen) >= 50, 10, "answers under load before the promotion")
     t0 = time.time()
-    promote(trained_store.model_name, v2, "production", "test hot reload")
+    promote(store_copy.model_name, v2, "production", "test hot reload")
     [t.join() for t in threads]
     assert not fails, fails[:5]
     versions = {v for _, v in seen}
-    assert versions <= {trained_store.version, v2}, versions
+    assert versions <= {store_copy.version, v2}, versions
     first_v2 = min(t for t, v in seen if v == v2)
     assert first_v2 - t0 <= 10
 
-    broken = _register_broken_version(trained_store)
-    promote(trained_store.model_name, broken, "production", "test broken")
-    try:
-        _check_broken_version_keeps_v2_serving(server.url, body, broken, v2)
-    finally:  # later tests share the store: never leave it pointing at the broken version
-        promote(trained_store.model_name, v2, "production", "test restore")
+    broken = _register_broken_version(store_copy, tmp_path / "broken")
+    promote(store_copy.model_name, broken, "production", "test broken")
+    _check_broken_version_keeps_v2_serving(server.url, body, broken, v2)
 
 
 def _check_broken_version_keeps_v2_serving(url: str, body: dict, broken: str, v2: str) -> None:
     requests.post(url + "/admin/reload", headers={"X-Admin-Token": ADMIN}, timeout=60)
     failure = f'mlcycle_model_load_failures_total{{model_version="{broken}"}}'
-    # Each worker follows the registry on its own: wait until the failure is counted and the
-    # worker answering /health has tried the broken version too.
-    deadline = time.time() + 30
-    while time.time() < deadline:
+
+    def failure_seen() -> bool:
+        # Each worker follows the registry on its own: the failure is counted and the worker
+        # answering /health has tried the broken version too.
         metrics = requests.get(url + "/metrics", timeout=10).text
         detail = requests.get(url + "/health", timeout=10).json()
-        if failure in metrics and (detail.get("last_load_error") or {}).get("version") == broken:
-            break
-        time.sleep(0.5)
-    assert failure in metrics
-    assert detail["last_load_error"]["version"] == broken, detail
+        return failure in metrics and (detail.get("last_load_error") or {}).get("version") == broken
+
+    wait_until(failure_seen, 30, f"the failed load of v{broken} in /metrics and /health", 0.5)
     r = requests.post(url + "/invocations", json=body, timeout=10)
     assert r.status_code == 200 and r.headers["X-Model-Version"] == v2
     ready = requests.get(url + "/v2/health/ready", timeout=10).json()
     assert ready["ready"] and ready["model_version"] == v2
 
 
-def _register_broken_version(store) -> str:
+def _register_broken_version(store, folder) -> str:
     """A new version whose weights file is garbage: loading it fails."""
-    import shutil
-    import tempfile
-    from pathlib import Path
-
-    import mlflow
-
-    local = Path(mlflow.artifacts.download_artifacts(f"models:/{store.model_name}/1"))
-    target = Path(tempfile.mkdtemp()) / "broken"
-    shutil.copytree(local, target)
-    for f in target.rglob("*.npz"):
+    version = register_copy(store, folder, like="1")
+    for f in folder.rglob("*.npz"):
         f.write_bytes(b"not a numpy file")
-    client = mlflow.MlflowClient()
-    mv = client.create_model_version(store.model_name, str(target), run_id=store.run_id)
-    deadline = time.time() + 30
-    while (
-        client.get_model_version(store.model_name, mv.version).status != "READY"
-        and time.time() < deadline
-    ):
-        time.sleep(0.2)
-    return str(mv.version)
+    return version
 
 
-def test_kill9_loses_no_acknowledged_row(trained_store, start_server):
+def test_kill9_loses_no_acknowledged_row(example_rows, start_server):
     server = start_server(workers=2, MLCYCLE_BATCHING="true")  # cache on by default
-    _, rows = _example(trained_store)
-    small = {"dataframe_records": json.loads(rows.head(2).to_json(orient="records"))}
+    rows = _rows(example_rows)
+    small = {"dataframe_records": records(rows.head(2))}
     big_rows = pd.concat([rows] * (1000 // len(rows) + 1)).head(1000)
     big = {"dataframe_split": json.loads(big_rows.to_json(orient="split", index=False))}
     acked, lock = [], threading.Lock()
@@ -256,10 +233,13 @@ def test_kill9_loses_no_acknowledged_row(trained_store, start_server):
 
     threads = [threading.Thread(target=client, args=(k,)) for k in range(6)]
     [t.start() for t in threads]
-    time.sleep(3)
+    wait_until(
+        lambda: len(acked) > 50 and any(n == 1000 for _, n in acked),
+        15,
+        "50 acknowledged requests, one of them large, before the crash",
+    )
     server.kill9()
     [t.join() for t in threads]
-    assert len(acked) > 50 and any(n == 1000 for _, n in acked)
     conn = sqlite3.connect(server.log_db)
     logged = dict(
         conn.execute("SELECT request_id, COUNT(*) FROM predictions GROUP BY request_id").fetchall()
@@ -269,12 +249,10 @@ def test_kill9_loses_no_acknowledged_row(trained_store, start_server):
     assert not missing, f"{len(missing)} acknowledged requests not (fully) in the log"
 
 
-def test_metrics_add_up_across_workers(trained_store, start_server):
+def test_metrics_add_up_across_workers(example_rows, start_server):
     server = start_server(workers=2, MLCYCLE_CACHE="false")
-    _, rows = _example(trained_store)
-    body = {"instances": json.loads(rows.head(1).to_json(orient="records"))}
+    body = {"instances": records(example_rows.head(1))}
     n = 120
-    pids = set()
 
     def send(k):
         s = requests.Session()
@@ -301,4 +279,3 @@ def test_metrics_add_up_across_workers(trained_store, start_server):
     assert logged == n
     ready = [line for line in text.splitlines() if line.startswith("mlcycle_model_ready")]
     assert ready and float(ready[0].rsplit(" ", 1)[1]) == 1.0
-    assert pids is not None

@@ -18,13 +18,11 @@ of the grace period.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import signal
 import socket
-import sqlite3
 import threading
 import time
 import uuid
@@ -32,7 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from processes import descendants
+
+from tests.helpers import alive, descendants, records, wait_until
+from tests.traffic import logged_ids
 
 pytestmark = pytest.mark.slow
 log = logging.getLogger(__name__)
@@ -136,18 +136,8 @@ def _probe(port: int, until: float, out: list[tuple[float, int, dict]]) -> None:
         time.sleep(0.05)
 
 
-def _one_row(store) -> bytes:
-    import mlflow
-    import pandas as pd
-
-    local = mlflow.artifacts.download_artifacts(f"models:/{store.model_name}/{store.version}")
-    rows = pd.DataFrame(mlflow.models.Model.load(local).load_input_example(local)).head(1)
-    return json.dumps({"dataframe_records": json.loads(rows.to_json(orient="records"))}).encode()
-
-
-def _logged_ids(db: Path) -> set[str]:
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        return {rid for (rid,) in conn.execute("SELECT request_id FROM predictions")}
+def _one_row(example_rows) -> bytes:
+    return json.dumps({"dataframe_records": records(example_rows.head(1))}).encode()
 
 
 @pytest.mark.parametrize(
@@ -156,7 +146,7 @@ def _logged_ids(db: Path) -> set[str]:
     ids=["granian-delay", "granian-no-delay", "gunicorn-delay"],
 )
 def test_sigterm_under_load_answers_every_accepted_request(
-    trained_store, start_server, kind, delay_s
+    example_rows, start_server, kind, delay_s
 ):
     server = start_server(
         workers=2,
@@ -164,7 +154,7 @@ def test_sigterm_under_load_answers_every_accepted_request(
         MLCYCLE_SHUTDOWN_DELAY_S=delay_s,
         MLCYCLE_SHUTDOWN_GRACE_S=GRACE_S,
     )
-    body = _one_row(trained_store)
+    body = _one_row(example_rows)
     until = time.monotonic() + LOAD_BEFORE_S + delay_s + GRACE_S
     outcomes: list[list[Outcome]] = [[] for _ in range(CLIENTS)]
     probes: list[tuple[float, int, dict]] = []
@@ -173,7 +163,7 @@ def test_sigterm_under_load_answers_every_accepted_request(
     ]
     threads.append(threading.Thread(target=_probe, args=(server.port, until, probes)))
     [t.start() for t in threads]
-    time.sleep(LOAD_BEFORE_S)
+    time.sleep(LOAD_BEFORE_S)  # the scenario: steady load for a while, then the signal
     signalled = time.monotonic()
     server.proc.send_signal(signal.SIGTERM)
     code = server.proc.wait(GRACE_S + 5)
@@ -193,7 +183,7 @@ def test_sigterm_under_load_answers_every_accepted_request(
     assert output.count("worker stopping: log closed") == 2, output[-2000:]
     # SQLite removes the WAL when its last connection closes cleanly (before ours opens).
     assert not Path(f"{server.log_db}-wal").exists(), "the log was not closed cleanly"
-    assert ok == _logged_ids(server.log_db), "the 200s and the prediction log differ"
+    assert ok == logged_ids(server.log_db), "the 200s and the prediction log differ"
     _check_readiness(probes, signalled, delay_s)
     if delay_s:
         served_late = [o for o in done if o.status == 200 and o.sent > signalled + 0.2]
@@ -217,9 +207,9 @@ def _log_figures(done: list[Outcome], signalled: float, delay_s: float, stopped:
 
 
 def _check_readiness(probes: list[tuple[float, int, dict]], signalled: float, delay_s: float):
-    # Ready before the signal. (A worker may still be loading a version another test of the
-    # session promoted in the shared store, so a blip of 503 is allowed early on: the last
-    # probes before the signal must be 200.)
+    # Ready before the signal. (Under this load the two workers' commits to the SQLite log can
+    # meet "database is locked": the log is briefly unavailable and readiness says so, 1 run
+    # in 4 or so. So a blip of 503 is allowed: the last probes before the signal must be 200.)
     before = [status for at, status, _ in probes if at < signalled]
     not_ready = [body for at, status, body in probes if at < signalled and status != 200]
     assert before and before[-3:] == [200] * len(before[-3:]), json.dumps(not_ready[:2])
@@ -244,15 +234,6 @@ def test_a_server_that_cannot_stop_is_killed_at_the_end_of_the_grace_period(star
     stopped = time.monotonic() - signalled
     assert grace_s <= stopped <= grace_s + 1.0, f"exited {stopped:.1f} s after SIGTERM"
     assert "still running 4 s after the stop signal" in server.output.read_text()
-    deadline = time.monotonic() + 10
-    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not any(_alive(pid) for pid in pids), "the server's processes outlived the launcher"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+    wait_until(
+        lambda: not any(alive(pid) for pid in pids), 10, "the server's processes gone with it"
+    )

@@ -4,7 +4,11 @@ process gives the same result as the report in-process, and falls back to it whe
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import signal
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,6 +17,7 @@ import pytest
 from monitoring.drift import ReportWorker, render_report, run_report, summarise
 from monitoring.reference import ModelRef, coerce
 from monitoring.settings import Settings
+from tests.helpers import descendants
 
 
 def _data(n: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
@@ -145,18 +150,35 @@ def test_worker_gives_the_in_process_result(ref: ModelRef, tmp_path) -> None:
     assert (tmp_path / "b.html").stat().st_size > 10_000
 
 
+def _workers() -> set[int]:
+    """Pids of the Evidently worker processes below this one."""
+    found = set()
+    for pid in descendants(os.getpid()):
+        with contextlib.suppress(OSError):  # exited meanwhile
+            if b"serve_worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.add(pid)
+    return found
+
+
+def _started_worker() -> tuple[ReportWorker, int]:
+    """A new `ReportWorker` and the pid of its process."""
+    before = _workers()
+    worker = ReportWorker()
+    (pid,) = _workers() - before
+    return worker, pid
+
+
 def test_worker_that_died_falls_back_to_in_process(ref: ModelRef, tmp_path) -> None:
     reference = coerce(_data(3000, 1), ref)
     current = coerce(_data(1500, 3), ref)
-    worker = ReportWorker()
-    worker._proc.kill()  # e.g. killed for memory
+    worker, pid = _started_worker()
+    os.kill(pid, signal.SIGKILL)  # e.g. killed for memory
     result = worker.render(current, reference, ref, _settings(tmp_path), tmp_path / "r.html")
     assert result.drifted_columns == [] and (tmp_path / "r.html").stat().st_size > 10_000
 
 
 def test_unused_worker_is_stopped_on_close() -> None:
-    worker = ReportWorker()
-    proc = worker._proc
+    worker, pid = _started_worker()
     worker.close()
-    assert proc.poll() is not None and worker._proc is None
+    assert not Path(f"/proc/{pid}").exists(), "stopped and reaped"
     worker.close()  # twice is fine

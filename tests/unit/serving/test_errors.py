@@ -6,12 +6,12 @@ from __future__ import annotations
 import logging
 
 import pytest
-from conftest import ROW, SPEC, StubModel
 
 import serving.app as app_module
 from serving.app import create_app
 from serving.errors import Unavailable, internal_error_body
 from serving.model import ModelService, is_input_error
+from tests.unit.serving.stub import ROW, SPEC, StubModel
 
 
 class InputError(ValueError):

@@ -8,7 +8,7 @@ import sqlite3
 
 import pytest
 
-ROW = {"age": 35, "income": 42000.5, "home": "RENT", "purpose": "car"}
+from tests.unit.serving.stub import ROW
 
 
 def _predict(client, rid: str, n: int) -> None:

@@ -19,13 +19,13 @@ import json
 
 import jsonschema_rs
 import pytest
-from conftest import SPEC, make_service
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from serving.app import create_app
 from serving.protocols import V2_NUMERIC
 from serving.settings import Settings
+from tests.unit.serving.stub import SPEC, make_service
 
 # "One draw in n": a mutation applied to about 1/n of the examples. (`st.integers(0, n-1) == 0`
 # fires far more often: Hypothesis favours the bounds of a range.)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import threading
 
 import numpy as np
-from conftest import ROW, StubModel, make_service
 
 from serving.batching import MicroBatcher
 from serving.cache import PredictionCache
+from tests.helpers import returns_within
+from tests.unit.serving.stub import ROW, StubModel, make_service
 
 
 def _rows(n, seed=0):
@@ -74,12 +75,11 @@ def test_concurrent_requests_share_forward_passes():
 
 
 def test_lone_request_is_not_delayed():
-    batcher = MicroBatcher(lambda cols: cols["x"], max_batch=64, max_wait_us=200_000)
-    import time
-
-    started = time.perf_counter()
-    batcher.submit({"x": np.array([1.0])}, 1, batcher.expect())
-    assert time.perf_counter() - started < 0.05
+    # A 10-minute window: a lone request that waited for partners would never come back here.
+    batcher = MicroBatcher(lambda cols: cols["x"], max_batch=64, max_wait_us=600_000_000)
+    args = ({"x": np.array([1.0])}, 1, batcher.expect())
+    out = returns_within(10, "a lone request", batcher.submit, *args)
+    np.testing.assert_array_equal(out, [1.0])
 
 
 def test_errors_reach_every_caller_of_a_batch():

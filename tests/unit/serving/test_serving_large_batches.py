@@ -9,10 +9,10 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pytest
-from conftest import ROW, StubModel, make_service
 
 from serving.app import create_app
 from serving.schema import COLUMNAR_ROWS
+from tests.unit.serving.stub import ROW, StubModel, make_service
 
 N = 4000  # above COLUMNAR_ROWS, and a CSV of it is above the pyarrow threshold (64 KiB)
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 
 import pytest
-from conftest import ROW, make_service
 
 from serving.app import create_app
 from serving.rundir import mark_draining, reload_token
 from serving.settings import SettingsError, get_settings
 from serving.watcher import ModelWatcher
+from tests.unit.serving.stub import ROW, make_service
 
 
 @pytest.fixture

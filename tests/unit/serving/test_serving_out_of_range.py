@@ -10,11 +10,11 @@ import sqlite3
 import numpy as np
 import orjson
 import pytest
-from conftest import ROW, SPEC, StubModel
 from prometheus_client.parser import text_string_to_metric_families
 
 from serving.app import create_app
 from serving.model import ModelService
+from tests.unit.serving.stub import ROW, SPEC, StubModel
 
 RANGED = copy.deepcopy(SPEC)  # age: training [18, 80], allowed [2.5, 95.5] with margin 0.25
 RANGED["numeric"][0].update(min=18.0, max=80.0)

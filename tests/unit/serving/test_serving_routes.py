@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from conftest import ROW, make_service
-
 from serving.app import create_app
+from tests.unit.serving.stub import ROW, make_service
 
 
 def test_ops_routes(client):
@@ -108,17 +107,17 @@ def test_admin_disabled_without_a_token(settings):
 
 
 def test_not_ready_until_a_model_is_loaded(settings, monkeypatch):
-    import serving.app as app_module
-
-    app = create_app(settings)  # no model and no watcher: never ready
+    app = create_app(settings)  # no model and no watcher (no MLflow): never ready
     serving = app.extensions["mlcycle"]
     monkeypatch.setattr(serving.state.ready, "wait", lambda timeout=None: False)
     c = app.test_client()
-    assert c.get("/v2/health/ready").status_code == 503
+    ready = c.get("/v2/health/ready")
+    assert ready.status_code == 503 and ready.get_json()["ready"] is False
+    assert c.get("/health").get_json()["status"] == "loading"
     assert c.get("/ping").status_code == 503
     assert c.post("/invocations", json={"instances": [ROW]}).status_code == 503
     serving.state.swap(make_service("3"))
     assert c.get("/v2/health/ready").status_code == 200
+    assert c.get("/health").get_json()["status"] == "ok"
     assert c.post("/invocations", json={"instances": [ROW]}).headers["X-Model-Version"] == "3"
-    assert app_module  # the module stays importable without MLflow configured
     serving.close()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import StubModel, make_service
 
 from serving.scoring import ScoringError, score_file
+from tests.unit.serving.stub import StubModel, make_service
 
 
 def _frame(n):

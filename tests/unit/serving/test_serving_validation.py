@@ -7,7 +7,8 @@ import json
 
 import numpy as np
 import pytest
-from conftest import ROW, StubModel
+
+from tests.unit.serving.stub import ROW, StubModel, make_service
 
 JSON = "application/json"
 
@@ -193,8 +194,6 @@ def test_at_least_twenty_kinds():
 
 
 def test_oversized_body_is_413(settings):
-
-    from conftest import make_service
 
     from serving.app import create_app
 

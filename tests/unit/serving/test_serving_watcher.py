@@ -8,10 +8,11 @@ import os
 import time
 
 import pytest
-from conftest import make_service
 
 from serving.settings import Settings
 from serving.watcher import ModelWatcher, ServingState, _SkipUnchanged
+from tests.helpers import wait_until
+from tests.unit.serving.stub import make_service
 
 
 class Registry:
@@ -71,10 +72,7 @@ def test_background_thread_follows_the_registry():
     try:
         assert state.ready.wait(5)
         registry.version = "2"
-        deadline = time.time() + 5
-        while state.service.version != "2" and time.time() < deadline:
-            time.sleep(0.02)
-        assert state.service.version == "2"
+        wait_until(lambda: state.service.version == "2", 5, "the thread swapping to v2")
     finally:
         w.stop()
 
@@ -124,13 +122,6 @@ def _retrying(registry, loader, run_dir=None, **settings):
     return w, state, failures
 
 
-def _wait_for(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return predicate()
-
-
 def test_a_version_that_fails_to_load_once_is_served_after_its_retry():
     registry, loader = Registry(), FlakyLoader(broken={"2"}, fail_times=1)
     w, state, failures = _retrying(registry, loader)
@@ -143,7 +134,7 @@ def test_a_version_that_fails_to_load_once_is_served_after_its_retry():
     assert w.check() == "1" and len(loader.attempts) == 2, "not retried before its time"
     w.start()  # no promotion, no trigger: only the retry can load it
     try:
-        assert _wait_for(lambda: state.service.version == "2", 3.0), state.load_error
+        wait_until(lambda: state.service.version == "2", 3, lambda: f"v2: {state.load_error}")
     finally:
         w.stop()
     (_, failed_at), (_, retried_at) = loader.attempts[1:3]
@@ -182,12 +173,12 @@ def test_a_reload_in_one_worker_reaches_the_others(tmp_path):
         here.trigger()
         assert here.check() == "1" and here_state.load_error["version"] == "2"
         other.trigger()
-        assert _wait_for(lambda: other_state.load_error is not None, 3.0)
+        wait_until(lambda: other_state.load_error is not None, 3, "the other's failed load")
         loader.broken.clear()  # the artifact is fixed; the next try would work, in 60 s
-        time.sleep(0.5)
+        time.sleep(0.5)  # a window in which nothing may happen
         assert other_state.service.version == "1", "nothing retries on its own yet"
         assert here.reload() == ("2", True)
-        assert _wait_for(lambda: other_state.service.version == "2", 2.0)
+        wait_until(lambda: other_state.service.version == "2", 2, "the reload reaching the other")
     finally:
         other.stop()
     assert other_state.load_error is None
