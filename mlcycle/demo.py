@@ -77,7 +77,9 @@ def _example_row() -> str:
 
 def demo(
     port: int = typer.Option(5001, help="Loopback port for the model server."),
-    epochs: int = typer.Option(10, help="Training epochs for the demo model."),
+    epochs: int = typer.Option(
+        60, help="Most training epochs for the demo model (early stopping usually ends sooner)."
+    ),
     duration: float = typer.Option(20.0, help="Seconds of simulated traffic per phase."),
     rate: float = typer.Option(50.0, help="Simulated requests per second."),
     batch: int = typer.Option(10, help="Rows per simulated request."),

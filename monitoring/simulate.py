@@ -1,7 +1,9 @@
 """Synthetic data for users and tests: a CSV file, or live traffic to a running server.
 
 In: row count, seed and the generator's drift knob (0 = training distribution, 1 = strongly
-shifted), plus, for traffic, a server URL, a request rate, a duration and a batch size.
+shifted) and, for a CSV, its concept knob (0 = today's rule for `default`, 1 = the shifted rule:
+same inputs, new labels), plus, for traffic, a server URL, a request rate, a duration and a
+batch size.
 Out: a CSV of `mlcycle.core.synthetic.generate` rows (target included), or POSTs of
 `dataframe_records` (inputs only) to `<url>/invocations` with a progress bar and a `TrafficSummary`.
 
@@ -117,7 +119,7 @@ class Labeller:
         self.flush(summary, everything=True)
 
 
-def write_csv(path: Path, rows: int, seed: int, drift: float) -> Path:
+def write_csv(path: Path, rows: int, seed: int, drift: float, concept: float = 0.0) -> Path:
     """Write `rows` synthetic rows (inputs + target `default`) to a CSV file.
 
     Args:
@@ -125,24 +127,25 @@ def write_csv(path: Path, rows: int, seed: int, drift: float) -> Path:
         rows: number of rows.
         seed: generator seed.
         drift: the generator's drift knob, 0..1.
+        concept: the generator's concept knob, 0..1 (changes only the target column).
 
     Returns:
         The path written.
 
     Raises:
-        SimulateError: for a bad row count or drift level.
+        SimulateError: for a bad row count, drift or concept level.
     """
     from mlcycle.core.synthetic import generate
 
-    frame = _generate(generate, rows, seed, drift)
+    frame = _generate(generate, rows, seed, drift, concept)
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(path, index=False)
     return path
 
 
-def _generate(generate, rows: int, seed: int, drift: float):
+def _generate(generate, rows: int, seed: int, drift: float, concept: float = 0.0):
     try:
-        return generate(n_rows=rows, seed=seed, drift=drift)
+        return generate(n_rows=rows, seed=seed, drift=drift, concept=concept)
     except ValueError as exc:
         raise SimulateError(str(exc)) from None
 

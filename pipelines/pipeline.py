@@ -1,8 +1,9 @@
 """The whole training pipeline: data → preprocess → train → baseline → evaluate → log → register.
 
-In: a `TrainConfig`. Out: one MLflow run (params, per-epoch and final metrics, the reference
-sample `reference/reference.parquet`, the pyfunc model `model` and the sklearn model `baseline`)
-and, unless disabled, a registered model version that went through the gate.
+In: a `TrainConfig`. Out: one MLflow run (params, per-epoch and final metrics of the network and
+the baseline, the kept epoch, the reference sample `reference/reference.parquet`, the pyfunc
+model `model` and the sklearn model `baseline`) and, unless disabled, a registered model version
+that went through the gate (scored against production on this run's test split).
 
 Inside `mlflow run` the run already exists (`MLFLOW_RUN_ID`) and `mlflow.start_run()` resumes
 it; standalone, a new run is created in the configured experiment.
@@ -77,8 +78,18 @@ def _requirements(*packages: str) -> list[str]:
     return [f"{p}=={version(p)}" for p in packages]
 
 
-def _log_network(spec: dict, layers: list, example: pd.DataFrame, tmp: Path):
-    """Log the pyfunc model (models-from-code) with its two artifacts."""
+def log_network(spec: dict, layers: list, example: pd.DataFrame, tmp: Path):
+    """Log the pyfunc model `model` (models-from-code) with its two artifacts.
+
+    Args:
+        spec: the preprocessing spec (written as preprocess.json).
+        layers: the network's (W, b) pairs (written as weights.npz: W0, b0, W1, ...).
+        example: a few raw input rows (the input example).
+        tmp: a scratch folder for the two files.
+
+    Returns:
+        MLflow's `ModelInfo` (its `model_uri` is what gets registered).
+    """
     import mlflow
 
     (tmp / "preprocess.json").write_text(json.dumps(spec, indent=1), encoding="utf-8")
@@ -110,7 +121,17 @@ def _log_baseline(model, spec: dict, example: pd.DataFrame):
     )
 
 
-def _log_reference(train: pd.DataFrame, columns: list[str], target: str, net, seed: int, tmp: Path):
+def log_reference(train: pd.DataFrame, columns: list[str], target: str, net, seed: int, tmp: Path):
+    """Log the reference sample monitoring compares live traffic with (`REFERENCE_PATH`).
+
+    Args:
+        train: the rows the model was fitted on.
+        columns: the model's input columns.
+        target: the target column.
+        net: the fitted `TabularNetModel` (its predictions go in column `prediction`).
+        seed: seed of the sample.
+        tmp: a scratch folder.
+    """
     import mlflow
 
     sample = train.sample(n=min(len(train), REFERENCE_ROWS), random_state=seed)
@@ -121,7 +142,7 @@ def _log_reference(train: pd.DataFrame, columns: list[str], target: str, net, se
     mlflow.log_artifact(str(path), artifact_path="reference")
 
 
-def _log_params(run_id: str, params: dict) -> None:
+def log_params(run_id: str, params: dict) -> None:
     """Log params, skipping those `mlflow run` already logged (MLflow refuses to change them)."""
     import mlflow
 
@@ -129,36 +150,58 @@ def _log_params(run_id: str, params: dict) -> None:
     mlflow.log_params({k: v for k, v in params.items() if k not in logged})
 
 
+TRAINING_OPTIONS = ("epochs", "batch_size", "learning_rate", "seed", "patience", "l2", "dropout")
+
+
+def fit_network_on(
+    spec: dict, splits: preprocess.Splits, target: str, cfg, **extra
+) -> model_code.TabularNetModel:
+    """Train the network on the training split (early stopping on the validation split).
+
+    Args:
+        spec: the preprocessing spec that turns the raw rows into features.
+        splits: the rows.
+        target: the 0/1 target column.
+        cfg: options with the `TRAINING_OPTIONS` attributes (a `TrainConfig` or
+            `FinetuneConfig`).
+        **extra: more `train.fit_network` arguments (`hidden`, `initial`, `frozen`).
+
+    Returns:
+        The servable model: the spec and the kept epoch's weights (also logged: `best_epoch`).
+    """
+    x = {name: preprocess.transform(spec, getattr(splits, name)) for name in ("train", "val")}
+    y = {name: getattr(splits, name)[target].to_numpy() for name in ("train", "val")}
+    options = {name: getattr(cfg, name) for name in TRAINING_OPTIONS}
+    fitted = train_step.fit_network(x["train"], y["train"], x["val"], y["val"], **options, **extra)
+    log_fitted(fitted)
+    return model_code.TabularNetModel().setup(spec, fitted.layers)
+
+
 def _fit_models(cfg: TrainConfig, spec: dict, splits: preprocess.Splits):
     """Train the network (returned as the servable model) and the sklearn baseline."""
-    x = {name: preprocess.transform(spec, getattr(splits, name)) for name in ("train", "val")}
-    y = {name: getattr(splits, name)[cfg.target].to_numpy() for name in ("train", "val")}
-    layers = train_step.fit_network(
-        x["train"],
-        y["train"],
-        x["val"],
-        y["val"],
-        hidden=cfg.hidden,
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        learning_rate=cfg.learning_rate,
-        seed=cfg.seed,
-    )
-    net = model_code.TabularNetModel().setup(spec, layers)
-    numeric, categorical = _roles(spec)
+    net = fit_network_on(spec, splits, cfg.target, cfg, hidden=cfg.hidden)
+    numeric, categorical = roles(spec)
     base = baseline_step.fit_baseline(
         splits.train, numeric, categorical, cfg.target, cfg.baseline, cfg.seed
     )
     return net, base
 
 
-def _roles(spec: dict) -> tuple[list[str], list[str]]:
+def log_fitted(fitted: train_step.Fitted) -> None:
+    """Log which epoch's weights were kept (1-based `best_epoch`) and how many ran."""
+    import mlflow
+
+    mlflow.log_metrics({"best_epoch": fitted.best_epoch + 1, "epochs_run": fitted.epochs_run})
+
+
+def roles(spec: dict) -> tuple[list[str], list[str]]:
+    """The spec's (numeric, categorical) input column names."""
     return [c["name"] for c in spec["numeric"]], [c["name"] for c in spec["categorical"]]
 
 
 def _evaluate(net, base, spec: dict, splits: preprocess.Splits, target: str) -> dict:
     """Validation and test metrics of both models (`val_auc`, `baseline_test_auc`, ...)."""
-    numeric, categorical = _roles(spec)
+    numeric, categorical = roles(spec)
     metrics = {}
     for part in ("val", "test"):
         rows = getattr(splits, part)
@@ -169,7 +212,8 @@ def _evaluate(net, base, spec: dict, splits: preprocess.Splits, target: str) -> 
     return metrics
 
 
-def _fit_and_log(cfg: TrainConfig, run_id: str) -> TrainResult:
+def _fit_and_log(cfg: TrainConfig, run_id: str) -> tuple[TrainResult, pd.DataFrame]:
+    """Fit and log both models; returns the result and the test split (the gate's rows)."""
     import mlflow
 
     df = load_data(cfg)
@@ -177,9 +221,7 @@ def _fit_and_log(cfg: TrainConfig, run_id: str) -> TrainResult:
     splits = preprocess.split(df, cfg.target, cfg.seed)
     spec = preprocess.fit_spec(splits.train, roles, df.attrs.get("positive_label", 1))
     columns = preprocess.input_columns(spec)
-    _log_params(
-        run_id, cfg.params() | {"n_rows": len(df), "n_features": len(spec["feature_order"])}
-    )
+    log_params(run_id, cfg.params() | {"n_rows": len(df), "n_features": len(spec["feature_order"])})
     log.info(
         "training on %d rows, %d inputs -> %d features",
         len(df),
@@ -199,10 +241,10 @@ def _fit_and_log(cfg: TrainConfig, run_id: str) -> TrainResult:
 
     example = splits.train[columns].head(5)
     with tempfile.TemporaryDirectory() as tmp:
-        _log_reference(splits.train, columns, cfg.target, net, cfg.seed, Path(tmp))
-        info = _log_network(spec, net.layers, example, Path(tmp))
+        log_reference(splits.train, columns, cfg.target, net, cfg.seed, Path(tmp))
+        info = log_network(spec, net.layers, example, Path(tmp))
     _log_baseline(base, spec, example)
-    return TrainResult(run_id=run_id, model_uri=info.model_uri, metrics=metrics)
+    return TrainResult(run_id=run_id, model_uri=info.model_uri, metrics=metrics), splits.test
 
 
 def _experiment_id(name: str) -> str:
@@ -212,6 +254,32 @@ def _experiment_id(name: str) -> str:
     client = mlflow.MlflowClient()
     experiment = client.get_experiment_by_name(name)
     return experiment.experiment_id if experiment else client.create_experiment(name)
+
+
+def start_run(experiment: str):
+    """The MLflow run to log into: the one `mlflow run` started, the active one, or a new one.
+
+    Args:
+        experiment: experiment for a new run (standalone use).
+
+    Returns:
+        `mlflow.start_run(...)`'s context manager.
+    """
+    import mlflow
+
+    experiment_id = None
+    if not os.environ.get("MLFLOW_RUN_ID") and mlflow.active_run() is None:
+        from mlcycle.core.config import configure_mlflow
+
+        configure_mlflow()
+        experiment_id = _experiment_id(experiment)
+    return mlflow.start_run(experiment_id=experiment_id)
+
+
+def baseline_note(metrics: dict, baseline: str) -> str:
+    """The network's test-AUC margin over its baseline, for the gate's reason."""
+    delta = metrics["test_auc"] - metrics["baseline_test_auc"]
+    return f"network vs {baseline} baseline on the test split {delta:+.4f}"
 
 
 def run(cfg: TrainConfig) -> TrainResult:
@@ -230,30 +298,28 @@ def run(cfg: TrainConfig) -> TrainResult:
 
     from pipelines.register import register
 
-    experiment_id = None
-    if not os.environ.get("MLFLOW_RUN_ID") and mlflow.active_run() is None:
-        from mlcycle.core.config import configure_mlflow
-
-        configure_mlflow()
-        experiment_id = _experiment_id(cfg.experiment)
-    with mlflow.start_run(experiment_id=experiment_id) as active:
+    with start_run(cfg.experiment) as active:
         run_id = active.info.run_id
-        result = _fit_and_log(cfg, run_id)
+        result, test = _fit_and_log(cfg, run_id)
         if not cfg.register:
             return result
+        tags = {
+            "mlcycle.val_auc": f"{result.metrics['val_auc']:.6f}",
+            "mlcycle.test_auc": f"{result.metrics['test_auc']:.6f}",
+            "mlcycle.reference_uri": f"runs:/{run_id}/{REFERENCE_PATH}",
+        }
         decision = register(
             mlflow.MlflowClient(),
             result.model_uri,
             cfg.model_name,
             run_id,
-            result.metrics["val_auc"],
-            result.metrics["test_auc"],
-            f"runs:/{run_id}/{REFERENCE_PATH}",
+            tags,
+            test,
+            cfg.target,
             cfg.promote_margin,
+            note=baseline_note(result.metrics, cfg.baseline),
         )
-        mlflow.set_tags(
-            {"mlcycle.model_version": decision.version, "mlcycle.gate": decision.reason}
-        )
+        record_gate(decision)
     return TrainResult(
         run_id,
         result.model_uri,
@@ -262,3 +328,12 @@ def run(cfg: TrainConfig) -> TrainResult:
         decision.promoted,
         decision.reason,
     )
+
+
+def record_gate(decision) -> None:
+    """The gate's outcome on the active run: tags and both scores as metrics."""
+    import mlflow
+
+    mlflow.set_tags({"mlcycle.model_version": decision.version, "mlcycle.gate": decision.reason})
+    scores = {"gate_auc": decision.challenger_auc, "gate_champion_auc": decision.champion_auc}
+    mlflow.log_metrics({k: v for k, v in scores.items() if not np.isnan(v)})

@@ -40,13 +40,16 @@ class TrainConfig:
         data: CSV path; empty for the bundled synthetic data.
         target: binary target column.
         rows: synthetic rows to generate (ignored for a CSV).
-        epochs: training epochs of the network.
+        epochs: most training epochs of the network (early stopping usually ends sooner).
         hidden: hidden layer sizes, e.g. (64,) or (64, 32).
         batch_size: minibatch size.
         learning_rate: Adam learning rate.
         seed: seed of data generation, split and training.
+        patience: epochs without a better validation AUC before training stops.
+        l2: L2 penalty on the hidden layers' weights.
+        dropout: dropout rate after each hidden layer.
         model_name: registered model name.
-        promote_margin: the challenger's validation AUC must exceed production's by more.
+        promote_margin: the challenger's AUC must exceed production's on the same rows by more.
         baseline: scikit-learn baseline, "logreg" or "gbm".
         experiment: MLflow experiment for standalone runs.
         register: register and gate the model (False: only log the run).
@@ -55,11 +58,14 @@ class TrainConfig:
     data: str = ""
     target: str = "default"
     rows: int = 20_000
-    epochs: int = 20
+    epochs: int = 60
     hidden: tuple[int, ...] = (64,)
     batch_size: int = 128
     learning_rate: float = 3e-3
     seed: int = 42
+    patience: int = 8
+    l2: float = 3e-3
+    dropout: float = 0.5
     model_name: str = MODEL_NAME
     promote_margin: float = 0.0
     baseline: str = "logreg"
@@ -77,6 +83,9 @@ class TrainConfig:
             "batch_size": self.batch_size,
             "learning_rate": self.learning_rate,
             "seed": self.seed,
+            "patience": self.patience,
+            "l2": self.l2,
+            "dropout": self.dropout,
             "model_name": self.model_name,
             "promote_margin": self.promote_margin,
             "baseline": self.baseline,

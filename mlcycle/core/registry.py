@@ -209,7 +209,8 @@ def history(name: str, client: Any = None) -> list[dict]:
         client: an `mlflow.MlflowClient` (None: a default one).
 
     Returns:
-        Entries `{"version", "to", "at", "by", "reason", "previous"}`.
+        Entries `{"version", "to", "at", "by", "reason", "previous"}`, and `gate` (the
+        scores behind a gate's decision) where one was recorded.
 
     Raises:
         RegistryError: if the model does not exist.
@@ -243,6 +244,7 @@ def promote(
     reason: str = "",
     by: str | None = None,
     client: Any = None,
+    details: dict | None = None,
 ) -> dict:
     """Move a version to Production or Staging: stage and alias together, with tags and history.
 
@@ -255,6 +257,8 @@ def promote(
         reason: why (recorded in tags and history).
         by: who (defaults to the OS user).
         client: an `mlflow.MlflowClient` (None: a default one).
+        details: a small JSON-able record kept in the history entry as `gate`, e.g. the
+            champion/challenger scores behind the decision.
 
     Returns:
         The history entry recorded.
@@ -274,6 +278,8 @@ def promote(
     entry = {"version": version, "to": target, "at": _now(), "by": by, "reason": reason}
     if target == "production":
         entry["previous"] = previous
+    if details:
+        entry["gate"] = details
     _set_stage(client, name, version, STAGES[target])
     _set_alias(client, name, version, target)
     tags = {"promoted_to": target, "promoted_at": entry["at"], "promoted_by": by}

@@ -1,15 +1,18 @@
 """The bundled synthetic credit-risk table: a neutral data source for every stage.
 
-In: a row count, a seed and a drift level. Out: a pandas DataFrame of 13 raw input columns plus
-the target `default` as 0/1 integers. Training uses it as its bundled data; the traffic simulator
-draws live-looking requests from it (with drift); tests and benchmarks use it as a fixture. It
-lives in the core so that monitoring never imports training code.
+In: a row count, a seed, a drift level and a concept-shift level. Out: a pandas DataFrame of 13
+raw input columns plus the target `default` as 0/1 integers. Training uses it as its bundled
+data; the traffic simulator draws live-looking requests from it (with drift); tests and
+benchmarks use it as a fixture. It lives in the core so that monitoring never imports training
+code.
 
 The data is **synthetic**: every row is drawn from hand-written distributions (see `generate`),
 and the target follows a logistic model of the features (more late payments, higher credit
 utilisation, a higher debt-to-income ratio and a larger loan relative to income raise the risk).
 No real person's data is involved. A well-fitted model reaches a ROC AUC of about 0.8 on it; the
-`drift` knob shifts the distributions for monitoring work.
+`drift` knob shifts the input distributions for monitoring work, and the `concept` knob changes
+how the inputs relate to default while leaving the inputs exactly as they were (concept drift: a
+model can be right about the inputs and still wrong about the risk).
 """
 
 from __future__ import annotations
@@ -52,6 +55,12 @@ _HOME_RISK = {"MORTGAGE": -0.20, "OWN": -0.25, "RENT": 0.15, "OTHER": 0.30}
 _RISK_SCALE = 1.7
 _INTERCEPT = -2.5
 _EMPLOYMENT_RISK = {"salaried": -0.10, "self_employed": 0.15, "contract": 0.20, "unemployed": 0.70}
+# The rule at full concept shift (`concept=1`): low income dominates, car loans turn risky and a
+# recent late payment *lowers* the risk (a sign flip), so the old model ranks rows badly.
+_SHIFTED_INTERCEPT = -2.0
+_SHIFTED_LOW_INCOME = (45_000, 3.0)
+_SHIFTED_CAR = 2.0
+_SHIFTED_ANY_LATE = -1.5
 
 
 def _mix(pair: tuple[list[float], list[float]], drift: float) -> np.ndarray:
@@ -60,26 +69,45 @@ def _mix(pair: tuple[list[float], list[float]], drift: float) -> np.ndarray:
     return p / p.sum()
 
 
-def generate(n_rows: int = 20_000, seed: int = 42, drift: float = 0.0) -> pd.DataFrame:
+def _shifted_logit(income: np.ndarray, purpose: np.ndarray, late: np.ndarray) -> np.ndarray:
+    """The logit of default under the concept-shifted rule (`concept=1`)."""
+    threshold, weight = _SHIFTED_LOW_INCOME
+    return (
+        _SHIFTED_INTERCEPT
+        + weight * (income < threshold)
+        + _SHIFTED_CAR * (purpose == "car")
+        + _SHIFTED_ANY_LATE * (late > 0)
+    )
+
+
+def generate(
+    n_rows: int = 20_000, seed: int = 42, drift: float = 0.0, concept: float = 0.0
+) -> pd.DataFrame:
     """Draw a synthetic credit-risk table (deterministic for a given seed).
 
     Args:
         n_rows: number of rows.
-        seed: random seed; the same (n_rows, seed, drift) always gives the same table.
+        seed: random seed; the same (n_rows, seed, drift, concept) always gives the same table.
         drift: 0 for the training distribution, up to 1 for a strongly shifted population
             (lower incomes, higher utilisation and more late payments, more renters and more
             small-business and medical loans). Values in between shift proportionally.
+        concept: 0 for today's rule relating inputs to default, up to 1 for a new rule
+            (logit = -2 + 3·[income < 45,000] + 2·[loan_purpose = car] - 1.5·[any late
+            payment in 12 months]); values in between mix the two logits. The input columns do
+            not depend on it: for the same (n_rows, seed, drift) only `default` changes.
 
     Returns:
         A DataFrame with 13 input columns and the 0/1 target column `default`.
 
     Raises:
-        ValueError: if `n_rows` < 1 or `drift` is outside [0, 1].
+        ValueError: if `n_rows` < 1 or `drift` or `concept` is outside [0, 1].
     """
     if n_rows < 1:
         raise ValueError(f"n_rows must be at least 1, got {n_rows}")
     if not 0.0 <= drift <= 1.0:
         raise ValueError(f"drift must be between 0 and 1, got {drift}")
+    if not 0.0 <= concept <= 1.0:
+        raise ValueError(f"concept must be between 0 and 1, got {concept}")
     rng = np.random.default_rng(seed)
     n = n_rows
 
@@ -128,6 +156,10 @@ def generate(n_rows: int = 20_000, seed: int = 42, drift: float = 0.0) -> pd.Dat
         + pd.Series(employment_type).map(_EMPLOYMENT_RISK).to_numpy()
     )
     logit = _INTERCEPT + _RISK_SCALE * risk
+    if concept > 0:
+        logit = (1 - concept) * logit + concept * _shifted_logit(
+            income, loan_purpose, num_late_payments_12m
+        )
     default = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int64)
 
     return pd.DataFrame(

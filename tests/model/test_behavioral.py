@@ -26,7 +26,7 @@ def trained():
     parts = split(df, "default", seed=11)
     spec = fit_spec(parts.train, column_roles(df, "default"))
     x_train, x_val = transform(spec, parts.train), transform(spec, parts.val)
-    layers = fit_network(
+    fitted = fit_network(
         x_train,
         parts.train["default"].to_numpy(),
         x_val,
@@ -35,7 +35,7 @@ def trained():
         epochs=6,
         seed=11,
     )
-    return TabularNetModel().setup(spec, layers), parts
+    return TabularNetModel().setup(spec, fitted.layers), parts
 
 
 def test_validation_auc_above_floor(trained):

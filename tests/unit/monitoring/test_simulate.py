@@ -97,3 +97,12 @@ def test_write_csv(tmp_path: Path) -> None:
     assert len(frame) == 50 and "default" in frame.columns
     with pytest.raises(SimulateError):
         write_csv(tmp_path / "bad.csv", rows=5, seed=1, drift=2.0)
+
+
+def test_csv_with_a_concept_shift_keeps_the_inputs_and_changes_labels(tmp_path: Path) -> None:
+    plain = pd.read_csv(write_csv(tmp_path / "plain.csv", rows=400, seed=2, drift=0.0))
+    shifted = pd.read_csv(write_csv(tmp_path / "shift.csv", rows=400, seed=2, drift=0.0, concept=1))
+    pd.testing.assert_frame_equal(plain.drop(columns="default"), shifted.drop(columns="default"))
+    assert (plain["default"] != shifted["default"]).any()
+    with pytest.raises(SimulateError, match="concept"):
+        write_csv(tmp_path / "bad.csv", rows=5, seed=1, drift=0.0, concept=2.0)
