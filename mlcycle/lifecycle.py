@@ -1,6 +1,6 @@
 """The lifecycle loop: labelled live rows → fine-tune → gate → promote, on drift or on demand.
 
-In: the prediction log (served rows and their labels, `monitoring.labelled`), the latest drift
+In: the prediction log (served rows and their labels, `mlcycle.core.labelled`), the latest drift
 verdict (`<reports>/latest.json`), a live-performance check run now (`monitoring.perfjob`),
 and the registry. Out: a fine-tuned version gated on the same rows as production and promoted
 when it wins (serving follows the alias), or the recorded reason why not. Every decision is an
@@ -104,25 +104,6 @@ def performance_check(settings: Any, model_name: str, opts: LoopOptions, now: fl
     )
 
 
-def labelled_rows(settings: Any, model_name: str, since_s: float, now: float) -> Any:
-    """The labelled served rows of the production model's input columns, target `default`
-    (the model's own target name), oldest first, `ts` kept for the split."""
-    import mlflow
-
-    from mlcycle.core import registry
-    from monitoring.labelled import read_labelled_inputs
-
-    client = mlflow.MlflowClient()
-    version = registry.resolve_production(client, model_name).version
-    spec = mlflow.pyfunc.load_model(f"models:/{model_name}/{version}").unwrap_python_model().spec
-    columns = [c["name"] for c in spec["numeric"]] + [c["name"] for c in spec["categorical"]]
-    rows = read_labelled_inputs(
-        settings.prediction_log_url, model_name, now - since_s, now, columns
-    )
-    target = spec.get("target", "default")
-    return rows.drop(columns=["model_version"]).rename(columns={"label": target}), target
-
-
 def split_recent(rows: Any, share: float) -> tuple[Any, Any]:
     """(older rows to fine-tune on, the most recent `share` for the gate only)."""
     n_gate = max(1, int(round(len(rows) * share)))
@@ -163,7 +144,10 @@ def run_once(settings: Any, model_name: str, opts: LoopOptions) -> LoopResult:
     if not triggers:
         result.reason = "no drift verdict and live AUC within the margin: nothing to retrain"
         return _record(settings, model_name, result, opts)
-    rows, target = labelled_rows(settings, model_name, opts.since_s, now)
+    from pipelines.finetune import rows_from_log
+
+    rows = rows_from_log(settings.prediction_log_url, model_name, "production", opts.since_s, now)
+    target = rows.attrs["target"]
     result.labelled_rows = len(rows)
     if len(rows) < opts.min_labels:
         result.reason = f"only {len(rows)} labelled rows in the window (< {opts.min_labels})"

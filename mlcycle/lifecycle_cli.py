@@ -68,7 +68,7 @@ def retrain_on_drift(
             force=force,
             epochs=epochs,
         )
-        interval = parse_duration(every) if every else None
+        interval = parse_duration(every) if every and every.strip() else None
     except (SettingsError, WindowError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from mlcycle.core.logdb import LogError
 from monitoring.drift import DriftResult, ReportWorker
-from monitoring.logreader import LogError, LogWindow, read_window
+from monitoring.logreader import LogWindow, read_window
 from monitoring.reference import ModelRef, ModelRefError, coerce, load_reference, resolve_model
 from monitoring.settings import Settings, get_settings
 from monitoring.windows import Window, WindowError

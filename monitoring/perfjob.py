@@ -23,9 +23,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from mlcycle.core.labelled import read_labelled
+from mlcycle.core.logdb import LogError
 from monitoring.job import EXIT_CANNOT_JUDGE, Outcome
-from monitoring.labelled import read_labelled
-from monitoring.logreader import LogError
 from monitoring.performance import Calibrator, evaluate, fit_calibrator
 from monitoring.reference import REFERENCE_TAG, ModelRefError, read_sample
 

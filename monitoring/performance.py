@@ -2,7 +2,7 @@
 confidence-based estimate of the AUC from the served probabilities alone.
 
 In: per served row its time, model version, served probability and label (NaN until it
-arrives; `monitoring.labelled.read_labelled` gives them), a window length, and per version a
+arrives; `mlcycle.core.labelled.read_labelled` gives them), a window length, and per version a
 `Calibrator` fitted on a holdout with known labels and its validation AUC. Out:
 `VersionPerformance` per version: metrics over the whole range and per time window (windows
 aligned to multiples of the length since the Unix epoch, so runs agree). Pure computation:

@@ -6,13 +6,11 @@ that the log reader turns into SQL, and a short human description for reports an
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+from mlcycle.core import durations
 
 
 class WindowError(ValueError):
@@ -63,27 +61,11 @@ def _iso(ts: float | None) -> str:
 
 
 def parse_duration(text: str) -> float:
-    """Seconds in a duration like `90s`, `15m`, `1h`, `1h30m`, `2d`, `1w` (bare number: seconds).
-
-    Args:
-        text: the duration.
-
-    Returns:
-        The duration in seconds (> 0).
-
-    Raises:
-        WindowError: if the text is not a positive duration.
-    """
-    value = text.strip().lower()
-    if re.fullmatch(r"\d+(\.\d+)?", value):
-        seconds = float(value)
-    elif value and _PART.sub("", value) == "":
-        seconds = sum(float(n) * _UNITS[u] for n, u in _PART.findall(value))
-    else:
-        raise WindowError(f"cannot read duration {text!r}: use e.g. 30s, 15m, 1h, 1h30m, 2d")
-    if seconds <= 0:
-        raise WindowError(f"duration {text!r} must be positive")
-    return seconds
+    """Seconds in a duration (`mlcycle.core.durations.parse_duration`), or a `WindowError`."""
+    try:
+        return durations.parse_duration(text)
+    except durations.DurationError as exc:
+        raise WindowError(str(exc)) from None
 
 
 def parse_time(text: str) -> float:

@@ -8,6 +8,7 @@ code 1. Heavy libraries load only when the command runs.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 
@@ -106,7 +107,9 @@ def train(
 
 
 def finetune(
-    data: str = typer.Option("", "--data", help="CSV of labelled rows (inputs and the target)."),
+    data: str = typer.Option(
+        "", "--data", help="CSV of labelled rows (inputs and the target); none: --from-log."
+    ),
     from_log: bool = typer.Option(
         False, "--from-log", help="Use the labelled rows of the prediction log (no --data)."
     ),
@@ -144,17 +147,18 @@ def finetune(
     _quiet_defaults()
     from pathlib import Path
 
+    from mlcycle.core.durations import DurationError, parse_duration
+    from mlcycle.core.settings import SettingsError, SharedSettings
     from pipelines.data import DataError
     from pipelines.register import GateError
     from pipelines.settings import get_settings
 
-    settings = get_settings()
     try:
-        if bool(data.strip()) == from_log:
-            raise DataError("give either --data PATH.csv or --from-log")
-        if from_log:
-            raise DataError("reading labelled rows from the prediction log is not available yet")
-        from pipelines.finetune import FinetuneConfig, finetune, load_rows
+        settings = get_settings()
+        if data.strip() and from_log:
+            raise DataError("give either --data PATH.csv or --from-log, not both")
+        from_log = not data.strip()
+        from pipelines.finetune import FinetuneConfig, finetune, load_rows, rows_from_log
 
         cfg = FinetuneConfig(
             model_name=model_name or settings.model_name,
@@ -170,8 +174,16 @@ def finetune(
             experiment=experiment or settings.experiment,
             data_window=f"csv {Path(data).name}" if data.strip() else f"log since {since}",
         )
-        result = finetune(load_rows(data.strip(), target), parent, cfg)
-    except (DataError, GateError) as exc:
+        if from_log:
+            log_url = SharedSettings.load().prediction_log_url
+            rows = rows_from_log(log_url, cfg.model_name, parent, parse_duration(since))
+            if rows.empty:
+                raise DataError(f"no labelled rows in the prediction log from the last {since}")
+            cfg = dataclasses.replace(cfg, target=rows.attrs["target"])
+        else:
+            rows = load_rows(data.strip(), target)
+        result = finetune(rows, parent, cfg)
+    except (DataError, GateError, DurationError, SettingsError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=1) from None
     state = "promoted to production" if result.promoted else "kept in staging"

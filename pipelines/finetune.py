@@ -141,6 +141,44 @@ def load_rows(path: str | Path, target: str) -> pd.DataFrame:
     return data_step.load_table(path, target)
 
 
+def rows_from_log(
+    log_url: str, name: str, parent: str, since_s: float, now: float | None = None
+) -> pd.DataFrame:
+    """The labelled rows the log holds from the last `since_s` seconds, as fine-tuning takes
+    them: the parent's input columns, its target (0/1; its name in `attrs["target"]`) and
+    `ts`, oldest first.
+
+    Args:
+        log_url: the prediction log's URL.
+        name: registered model name (rows served by any of its versions count).
+        parent: `production` or a version number: whose input columns and target to use.
+        since_s: how far back to read.
+        now: the end of the window (default: now).
+
+    Raises:
+        DataError: the log cannot be read, or the parent does not exist.
+    """
+    import time
+
+    import mlflow
+
+    from mlcycle.core.labelled import read_labelled_inputs
+    from mlcycle.core.logdb import LogError
+
+    version = resolve_parent(mlflow.MlflowClient(), name, parent)
+    spec = load_parent(name, version).spec
+    columns = [c["name"] for c in spec["numeric"]] + [c["name"] for c in spec["categorical"]]
+    end = time.time() if now is None else now
+    try:
+        rows = read_labelled_inputs(log_url, name, end - since_s, end, columns)
+    except LogError as exc:
+        raise data_step.DataError(str(exc)) from None
+    target = spec.get("target", "default")
+    rows = rows.drop(columns=["model_version"]).rename(columns={"label": target})
+    rows.attrs["target"] = target
+    return rows
+
+
 def resolve_parent(client, name: str, parent: str) -> str:
     """The parent's version number: `production`'s current version, or `parent` itself.
 

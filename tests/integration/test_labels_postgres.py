@@ -14,8 +14,8 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from mlcycle.core.labelled import read_labelled
 from mlcycle.core.prediction_log import build_batch, build_rows
-from monitoring.labelled import read_labelled
 from serving.predlog import open_store
 from serving.predlog.labels import store_labels
 from tests import postgres

@@ -12,8 +12,8 @@ import mlflow
 import numpy as np
 import pytest
 
+from mlcycle.core.labelled import read_labelled
 from mlcycle.core.prediction_log import build_batch, build_rows
-from monitoring.labelled import read_labelled
 from monitoring.performance import evaluate, fit_calibrator
 from monitoring.perfreport import build_summary, publish
 from serving.predlog import open_store

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mlcycle.core.labelled import read_labelled, read_labelled_inputs
+from mlcycle.core.logdb import LogError
 from mlcycle.core.prediction_log import build_batch, build_rows
-from monitoring.labelled import read_labelled, read_labelled_inputs
-from monitoring.logreader import LogError
 from monitoring.synthlog import append_rows
 from serving.predlog import open_store
 from serving.predlog.labels import store_labels

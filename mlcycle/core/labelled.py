@@ -18,6 +18,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+from mlcycle.core.logdb import open_log
 from mlcycle.core.prediction_log import (
     BATCH_FORMAT,
     BATCHES,
@@ -26,7 +27,6 @@ from mlcycle.core.prediction_log import (
     decode_batch,
     positioned_rows_sql,
 )
-from monitoring.logreader import open_log
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ def read_labelled(
         `ts`.
 
     Raises:
-        monitoring.logreader.LogError: the log is missing or cannot be read.
+        mlcycle.core.logdb.LogError: the log is missing or cannot be read.
     """
     import pandas as pd
     import sqlalchemy as sa
@@ -250,7 +250,7 @@ def read_labelled_inputs(
         `ts`; empty when nothing in the window is labelled.
 
     Raises:
-        monitoring.logreader.LogError: the log is missing or cannot be read.
+        mlcycle.core.logdb.LogError: the log is missing or cannot be read.
     """
     import pandas as pd
     import sqlalchemy as sa
