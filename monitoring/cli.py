@@ -231,6 +231,14 @@ def simulate(
     allow_remote: bool = typer.Option(
         False, "--allow-remote", help="Allow a non-loopback --url (--traffic)."
     ),
+    concept: float = typer.Option(
+        0.0,
+        "--concept",
+        min=0.0,
+        max=1.0,
+        help="Generator concept knob: 0 today's rule for the outcome, 1 a new rule (the CSV's "
+        "target, the labels sent with --labels-after).",
+    ),
     labels_after: str | None = typer.Option(
         None,
         "--labels-after",
@@ -246,7 +254,7 @@ def simulate(
         if not traffic:
             if output is None:
                 _fail("give --output/-o PATH.csv (or --traffic to send requests)")
-            path = write_csv(output, rows, seed, drift)
+            path = write_csv(output, rows, seed, drift, concept)
             typer.echo(f"wrote {rows} rows (seed {seed}, drift {drift}) to {path}")
             return
         delay = None if labels_after is None else parse_duration(labels_after)
@@ -260,6 +268,7 @@ def simulate(
             api_key,
             allow_remote,
             labels_after_s=delay,
+            concept=concept,
         )
     except (SimulateError, WindowError, OSError) as exc:
         _fail(str(exc))

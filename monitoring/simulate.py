@@ -194,6 +194,7 @@ def send_traffic(
     allow_remote: bool = False,
     progress: bool = True,
     labels_after_s: float | None = None,
+    concept: float = 0.0,
 ) -> TrafficSummary:
     """Send about `rate * duration_s` requests of `batch` rows to `<url>/invocations`.
 
@@ -209,6 +210,7 @@ def send_traffic(
         progress: show a tqdm progress bar.
         labels_after_s: also send each answered request's true outcomes (the generator knows
             them) to `<url>/labels` this many seconds after its answer; None: no labels.
+        concept: the generator's concept knob, 0..1: which rule the sent labels follow.
 
     Returns:
         The summary.
@@ -226,7 +228,7 @@ def send_traffic(
     if rate <= 0 or duration_s <= 0 or batch < 1:
         raise SimulateError("--rate and --duration must be positive and --batch at least 1")
     n_requests = max(1, math.ceil(rate * duration_s))
-    frame = _generate(generate, n_requests * batch, seed, drift)
+    frame = _generate(generate, n_requests * batch, seed, drift, concept)
     outcomes = frame.pop(TARGET).astype(int).tolist()
     records = orjson.loads(frame.to_json(orient="records"))
     headers = {"Content-Type": "application/json"}
