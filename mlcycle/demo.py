@@ -2,7 +2,9 @@
 
 In: the project folder (MLproject) and the embedded stores in it (or `MLFLOW_TRACKING_URI`).
 Out: a trained, registered and promoted model; a running server; simulated clean and drifted
-traffic in the prediction log; two drift reports; and the URLs to open. Every step runs the same
+traffic in the prediction log; two drift reports; then the lifecycle loop: concept-shifted
+traffic with its true labels, live AUC falling, `retrain-on-drift` fine-tuning and promoting v2,
+serving following it, live AUC recovering; and the URLs to open. Every step runs the same
 public command a user would type, so the demo doubles as living documentation.
 """
 
@@ -87,7 +89,8 @@ def demo(
         True, help="Keep the server running in the foreground at the end (Ctrl-C stops it)."
     ),
 ) -> None:
-    """Run the whole platform on the embedded default: train → register → serve → drift."""
+    """Run the whole platform on the embedded default: train → register → serve → drift →
+    labels → live AUC → retrain-on-drift → v2 served."""
     try:
         shared = SharedSettings.load()
     except SettingsError as exc:
@@ -147,6 +150,7 @@ def demo(
         _step("4. Drifted traffic, then a drift run (expect exit 1: drift)")
         _run([*traffic, "--drift", "0.8"], env)
         _run([*mlcycle, "drift", "--last", str(rows)], env, check=False)
+        _loop(mlcycle, traffic, url, env)
         reports = shared.reports_dir
         _step("Done. Open:")
         typer.echo(f"  web app:       {url}/")
@@ -159,6 +163,40 @@ def demo(
         pass
     finally:
         _stop(server)
+
+
+def _loop(mlcycle: list[str], traffic: list[str], url: str, env: dict) -> None:
+    """Steps 5-7: the outcome rule changes, labels come back, the loop retrains, AUC recovers."""
+    labelled = [*traffic, "--concept", "1.0", "--labels-after", "1s"]
+    since = ["--since", "1h"]
+    _step("5. The rule behind the outcome changes; true labels come back (expect ALERT, exit 1)")
+    _run([*labelled, "--seed", "11"], env)
+    _run([*mlcycle, "performance", *since], env, check=False)
+    _step("6. retrain-on-drift: fine-tune on the labelled rows, gate, promote (expect exit 0)")
+    before = _serving_version(url)
+    _run([*mlcycle, "retrain-on-drift", *since], env, check=False)
+    after = _wait_version_change(url, before)
+    typer.echo(f"serving v{after} (was v{before})")
+    _step(f"7. The same new rule, now served by v{after}: live AUC per version (recovered)")
+    _run([*labelled, "--seed", "12"], env)
+    _run([*mlcycle, "performance", *since], env, check=False)
+
+
+def _serving_version(url: str) -> str:
+    import requests
+
+    return requests.get(f"{url}/version", timeout=5).json().get("model_version") or ""
+
+
+def _wait_version_change(url: str, before: str, timeout_s: float = 30.0) -> str:
+    """The version serving answers with once it differs from `before` (or `before` again)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        now = _serving_version(url)
+        if now != before:
+            return now
+        time.sleep(0.5)
+    return before
 
 
 def _stop(server: subprocess.Popen) -> None:

@@ -46,6 +46,11 @@ def test_demo_trains_serves_and_flags_drift(tmp_path: Path) -> None:
     runs = json.loads((reports / "index.json").read_text())["runs"]  # newest first
     assert [r["dataset_drift"] for r in runs] == [True, False], runs
     assert (reports / "latest.html").is_file()
+    assert "ALERT" in text, "live AUC falls under the concept shift"
+    assert "serving v2 (was v1)" in text, "retrain-on-drift promoted v2 and serving follows it"
+    live = json.loads((reports / "performance-latest.json").read_text())["versions"]
+    auc = {str(v["version"]): v["overall"]["auc"] for v in live}
+    assert auc["2"] > auc["1"] + 0.1, auc
     left = subprocess.run(
         ["pgrep", "-f", "--", f"--port {args[1]}"], capture_output=True, text=True
     )
