@@ -1,4 +1,4 @@
-"""`python -m pipelines train ...` runs the training pipeline (used by the MLproject)."""
+"""`python -m pipelines train|finetune ...`: the pipeline CLI (used by the MLproject)."""
 
 from pipelines.cli import main
 

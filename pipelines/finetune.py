@@ -207,8 +207,12 @@ def load_parent(name: str, version: str) -> model_code.TabularNetModel:
         DataError: if the version is not an mlcycle network (no spec and layers).
     """
     import mlflow
+    from mlflow.exceptions import MlflowException
 
-    python_model = mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model()
+    try:
+        python_model = mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model()
+    except MlflowException:
+        python_model = None
     if not (hasattr(python_model, "spec") and hasattr(python_model, "layers")):
         raise data_step.DataError(f"{name} v{version} is not an mlcycle network; cannot fine-tune")
     return python_model
@@ -263,6 +267,11 @@ def _check_rows(rows: pd.DataFrame, spec: dict, target: str) -> pd.DataFrame:
     labels = rows[target]
     if labels.isna().any() or not labels.isin([0, 1, True, False]).all():
         raise data_step.DataError(f"target column {target!r} must hold 0/1 labels")
+    positive, expected = rows.attrs.get("positive_label"), spec.get("positive_label", 1)
+    if positive is not None and str(positive) != str(expected):
+        raise data_step.DataError(
+            f"the rows' positive label is {positive!r}, the parent's is {expected!r}"
+        )
     if len(rows) < MIN_ROWS or labels.nunique() < 2:
         raise data_step.DataError(
             f"need at least {MIN_ROWS} labelled rows with both classes, got {len(rows)} "
@@ -272,15 +281,24 @@ def _check_rows(rows: pd.DataFrame, spec: dict, target: str) -> pd.DataFrame:
 
 
 def split(rows: pd.DataFrame, target: str, holdout: float, seed: int) -> preprocess.Splits:
-    """Train/validation rows and the held-out rows (the most recent ones when `ts` exists)."""
-    if TIME_COLUMN not in rows:
-        return preprocess.split(rows, target, seed, val_size=0.15, test_size=holdout)
+    """Train/validation rows and the held-out rows (the most recent ones when `ts` exists).
+
+    Raises:
+        DataError: if a class is too rare to be split (stratified) into every part.
+    """
     from sklearn.model_selection import train_test_split
 
-    ordered = rows.sort_values(TIME_COLUMN, kind="stable").reset_index(drop=True)
-    cut = len(ordered) - max(1, math.ceil(holdout * len(ordered)))
-    rest, test = ordered.iloc[:cut], ordered.iloc[cut:]
-    train, val = train_test_split(rest, test_size=0.15, stratify=rest[target], random_state=seed)
+    try:
+        if TIME_COLUMN not in rows:
+            return preprocess.split(rows, target, seed, val_size=0.15, test_size=holdout)
+        ordered = rows.sort_values(TIME_COLUMN, kind="stable").reset_index(drop=True)
+        cut = len(ordered) - max(1, math.ceil(holdout * len(ordered)))
+        rest, test = ordered.iloc[:cut], ordered.iloc[cut:]
+        train, val = train_test_split(
+            rest, test_size=0.15, stratify=rest[target], random_state=seed
+        )
+    except ValueError as exc:
+        raise data_step.DataError(f"cannot split the labelled rows: {exc}") from None
     return preprocess.Splits(*(part.reset_index(drop=True) for part in (train, val, test)))
 
 

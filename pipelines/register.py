@@ -186,30 +186,39 @@ def judge(
         raise GateError(f"the gate's rows have no target column {target!r}")
     y = rows[target].to_numpy().astype(int)
     try:
-        challenger, mask = score(name, version, rows)
+        challenger = score(name, version, rows)
     except (ValueError, MlflowException) as exc:
         raise GateError(f"challenger v{version} cannot score the gate's rows: {exc}") from exc
+    if not challenger[1].any():
+        raise GateError(f"challenger v{version} knows the categories of none of the gate's rows")
     current = registry.resolve_production(client, name).version
     if current == version:
         raise GateError(f"v{version} is already the production version of {name!r}")
     if current is None:
-        auc = _auc(y[mask], challenger[mask])
-        parts = _parts(rows, y, challenger, None, mask)
-        reason = f"no production version yet; challenger AUC {auc:.4f} on {int(mask.sum())} rows"
-        return GateDecision(version, True, reason, None, auc, math.nan, int(mask.sum()), parts)
+        proba, mask = challenger
+        auc, n = _auc(y[mask], proba[mask]), int(mask.sum())
+        reason = f"no production version yet; challenger AUC {auc:.4f} on {n} rows"
+        parts = _parts(rows, y, proba, None, mask)
+        return GateDecision(version, True, reason, None, auc, math.nan, n, parts)
     try:
-        champion, champion_mask = score(name, current, rows)
+        champion = score(name, current, rows)
     except (ValueError, MlflowException) as exc:
-        champion, champion_mask = np.full(len(rows), np.nan), np.zeros(len(rows), dtype=bool)
         log.warning("production v%s cannot score the gate's rows: %s", current, exc)
+        champion = (np.full(len(rows), np.nan), np.zeros(len(rows), dtype=bool))
+    return _compare(version, current, rows, y, challenger, champion, margin)
+
+
+def _compare(version, current, rows, y, challenger, champion, margin: float) -> GateDecision:
+    """The decision from both versions' (probabilities, scored mask) on the gate's rows."""
+    (proba, mask), (champion_proba, champion_mask) = challenger, champion
     common = mask & champion_mask
     n = int(common.sum())
     if n == 0:
-        auc = _auc(y[mask], challenger[mask])
+        auc = _auc(y[mask], proba[mask])
         reason = f"production v{current} cannot score the gate's rows; challenger AUC {auc:.4f}"
         return GateDecision(version, True, reason, current, auc, math.nan, 0, {})
-    auc, champion_auc = _auc(y[common], challenger[common]), _auc(y[common], champion[common])
-    parts = _parts(rows, y, challenger, champion, common)
+    auc, champion_auc = _auc(y[common], proba[common]), _auc(y[common], champion_proba[common])
+    parts = _parts(rows, y, proba, champion_proba, common)
     if math.isnan(auc) or math.isnan(champion_auc):
         reason = f"cannot compare on {n} rows: they hold one class"
         return GateDecision(version, False, reason, current, auc, champion_auc, n, parts)

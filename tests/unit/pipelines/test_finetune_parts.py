@@ -94,3 +94,12 @@ def test_a_target_that_is_not_in_the_csv_is_named(tmp_path):
     pd.DataFrame({"age": range(30), "y": [0, 1] * 15}).to_csv(path, index=False)
     result = _invoke("--data", str(path))
     assert result.exit_code == 1 and "target column 'default' not in rows.csv" in result.output
+
+
+def test_a_class_too_rare_to_split_is_a_data_error():
+    from pipelines.data import DataError
+
+    rows = generate(200, seed=6).assign(default=0)
+    rows.loc[0, "default"] = 1
+    with pytest.raises(DataError, match="cannot split the labelled rows"):
+        split(rows, "default", holdout=0.2, seed=1)
