@@ -25,6 +25,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("train")(pipelines_cli.train)
+app.command("finetune")(pipelines_cli.finetune)
 app.command("promote")(registry_cli.promote)
 app.command("rollback")(registry_cli.rollback)
 app.command("history")(registry_cli.history)
