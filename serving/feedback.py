@@ -4,8 +4,8 @@ In: a JSON list of `{request_id, row, label}` (`row` defaults to 0; also `{"labe
 with an API key when `MLCYCLE_API_KEYS` is set. Out: the receipt of
 `serving.predlog.labels.LabelStore.store` as JSON: how many were stored, updated, unchanged,
 duplicated, and which were unknown or invalid. A bad entry never fails the rest; a body that is
-not a list of entries is a 400; with the prediction log off there is nothing to label (404);
-a log that cannot be opened is a 503 the client may retry.
+not a list of entries is a 400, one that is not `application/json` a 415; with the prediction
+log off there is nothing to label (404); a log that cannot be opened is a 503 to retry.
 """
 
 from __future__ import annotations
@@ -83,6 +83,11 @@ def register(app: Flask, settings, labels: Labels | None) -> None:
                 raise RequestError(
                     "the prediction log is off (MLCYCLE_LOG_PREDICTIONS): no rows to label",
                     status=404,
+                )
+            if request.mimetype != JSON:
+                raise RequestError(
+                    f"content type {request.mimetype or 'none'} is not supported: send {JSON}",
+                    status=415,
                 )
             if request.content_length and request.content_length > settings.max_body_bytes:
                 raise RequestError(

@@ -692,15 +692,14 @@ def _ops_paths(admin: bool) -> dict:
 
 def _label_paths(api_keys: bool) -> dict:
     count = {"type": "integer", "minimum": 0}
+    # Any list is accepted: an entry that is not {request_id, row?, label} is counted as
+    # invalid in the receipt, never a reason to refuse the others.
     entry = {
-        "type": "object",
-        "properties": {
-            "request_id": {"type": "string", "minLength": 1, "maxLength": 200},
-            "row": {"type": "integer", "minimum": 0, "default": 0},
-            "label": {"oneOf": [{"enum": [0, 1]}, {"type": "boolean"}]},
-        },
-        "required": ["request_id", "label"],
-        "additionalProperties": False,
+        "description": (
+            "{request_id: string (1-200 characters), row: integer >= 0 (default 0), label: 0, 1, "
+            "true or false}; anything else is counted as invalid in the receipt."
+        ),
+        "examples": [{"request_id": "3f2a9c", "row": 0, "label": 1}],
     }
     entries = {"type": "array", "items": entry}
     body = {"oneOf": [entries, _closed({"labels": entries})]}
@@ -719,7 +718,7 @@ def _label_paths(api_keys: bool) -> dict:
             },
         }
     )
-    codes = ("400", "404", "413", "500", "503") + (("401", "403") if api_keys else ())
+    codes = ("400", "404", "413", "415", "500", "503") + (("401", "403") if api_keys else ())
     op = {
         "summary": "Observed outcomes of served rows (by request id and row)",
         "description": (

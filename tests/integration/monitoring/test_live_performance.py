@@ -86,19 +86,20 @@ def test_served_rows_and_late_labels_become_live_performance(tmp_path: Path, tra
     assert read_labelled(url, "credit-risk", 0, 7_200).label.notna().all()
 
 
-def test_the_check_compares_live_auc_with_the_registry(trained_store, tmp_path: Path) -> None:
+def test_the_check_compares_live_auc_with_the_registry(store_copy, tmp_path: Path) -> None:
+    # The check logs its runs to the `monitoring` experiment: on a copy of the store.
     from monitoring.perfjob import check, load_baselines
     from monitoring.reference import read_sample
 
-    client = mlflow.MlflowClient(trained_store.tracking_uri)
-    mv = client.get_model_version(trained_store.model_name, trained_store.version)
+    client = mlflow.MlflowClient(store_copy.tracking_uri)
+    mv = client.get_model_version(store_copy.model_name, store_copy.version)
     reference = read_sample(mv.tags["mlcycle.reference_uri"], "the reference").head(2_000)
     url = f"sqlite:///{tmp_path / 'predictions.db'}"
     names = tuple(c for c in reference.columns if c not in ("default", "prediction"))
     columns = {c: reference[c].tolist() for c in names}
-    version, model = trained_store.version, trained_store.model_name
+    version, model = store_copy.version, store_copy.model_name
     store = open_store(url)
-    store.write(build_rows("good", model, version, trained_store.run_id, names, columns,
+    store.write(build_rows("good", model, version, store_copy.run_id, names, columns,
                            reference["prediction"], ts=1_000.0))  # fmt: skip
     store.close()
     labels = reference["default"].tolist()

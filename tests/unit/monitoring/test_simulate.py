@@ -73,17 +73,18 @@ def test_true_outcomes_follow_answered_requests_after_the_delay(server) -> None:
 
     url, _, state = server
     summary = send_traffic(
-        url, 0.0, rate=50, duration_s=0.2, batch=4, seed=3, progress=False, labels_after_s=0.05
+        url, 0.0, rate=20, duration_s=1.0, batch=4, seed=3, progress=False, labels_after_s=0.05
     )
     posts = [(at, e) for at, entries in state["labels"] for e in entries]
-    assert summary.labels_sent == len(posts) == summary.labels_stored == 7 * 4  # 2xx only
+    assert summary.ok > 0 and summary.failed > 0  # the stand-in fails every third request
+    assert summary.labels_sent == len(posts) == summary.labels_stored == 4 * summary.ok
     assert {e["request_id"] for _, e in posts} <= set(state["answered"])
     assert all(at - state["answered"][e["request_id"]] >= 0.05 for at, e in posts)
-    truth = generate(n_rows=40, seed=3)["default"].tolist()
+    truth = generate(n_rows=20 * 4, seed=3)["default"].tolist()  # rate x duration x batch
     order = list(state["answered"])  # request i carried rows 4i..4i+3
     got = {(order.index(e["request_id"]), e["row"]): e["label"] for _, e in posts}
     assert got == {(i, r): truth[4 * i + r] for (i, r) in got}
-    assert "labels 28/28 stored" in summary.line()
+    assert f"labels {len(posts)}/{len(posts)} stored" in summary.line()
 
 
 def test_unreachable_server_counts_failures() -> None:

@@ -55,6 +55,11 @@ def test_a_body_that_is_not_a_list_of_labels_is_a_400(client, body):
     assert r.json["error_code"] == "BAD_REQUEST" and r.json["request_id"]
 
 
+def test_labels_are_json(client):
+    r = client.post("/labels", data="request_id,label\nx,1\n", content_type="text/csv")
+    assert r.status_code == 415 and r.json["error_code"] == "UNSUPPORTED_MEDIA_TYPE"
+
+
 def test_labels_need_an_api_key_when_keys_are_on(app_with):
     client = app_with(api_keys=("k1",)).test_client()
     assert client.post("/labels", json=[]).status_code == 401
