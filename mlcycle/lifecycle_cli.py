@@ -2,7 +2,9 @@
 
 In: typed options (windows as durations: 30m, 7d). Out: one line per pass saying what was
 decided and why; exit code 0 promoted, 1 trained but not promoted, 2 bad options or settings,
-3 nothing to do (no trigger, too few labels). With `--every` it runs until SIGTERM/Ctrl-C.
+3 nothing to do (no trigger, too few labels), or 0 for that with `--skipped-ok` (a scheduler
+such as a Kubernetes CronJob counts every other code as a failed run). With `--every` it runs
+until SIGTERM/Ctrl-C.
 """
 
 from __future__ import annotations
@@ -47,12 +49,18 @@ def retrain_on_drift(
     every: str | None = typer.Option(
         None, "--every", help="Run on this interval in the foreground until SIGTERM/Ctrl-C."
     ),
+    skipped_ok: bool = typer.Option(
+        False,
+        "--skipped-ok",
+        help="Exit 0, not 3, when there was nothing to do (for a scheduler that counts every "
+        "other exit code as a failure, e.g. a Kubernetes CronJob).",
+    ),
 ) -> None:
     """When drift or falling live AUC says so and enough labelled rows exist: fine-tune the
     production version on them, gate it against production on the same held-out rows, and
     promote it if it wins (serving follows). Every decision is recorded in MLflow."""
     from mlcycle.core.config import configure_mlflow
-    from mlcycle.lifecycle import LoopOptions, run_once
+    from mlcycle.lifecycle import EXIT_SKIPPED, LoopOptions, run_once
     from monitoring.settings import SettingsError, get_settings
     from monitoring.windows import WindowError, parse_duration
 
@@ -78,7 +86,7 @@ def retrain_on_drift(
     def one() -> int:
         result = run_once(settings, name, opts)
         typer.echo(result.line())
-        return result.exit_code
+        return 0 if skipped_ok and result.exit_code == EXIT_SKIPPED else result.exit_code
 
     if interval is None:
         raise typer.Exit(one())

@@ -382,3 +382,50 @@ class Server:
 
     def stop(self, timeout: float = 15) -> None:
         stop(self.proc, timeout)
+
+
+# ---------------------------------------------------------------- live-performance reports
+
+
+def performance_traffic(hours: float, start: float = 0.0, seed: int = 0, per_hour: int = 200):
+    """Served rows of versions "1" and "2" over `hours` from `start`, with their outcomes:
+    `(ts, versions, probabilities, labels)` arrays."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    n = int(hours * per_hour)
+    ts = start + np.sort(rng.random(n) * hours * 3600.0)
+    versions = np.where(rng.random(n) < 0.5, "1", "2")
+    p = rng.random(n)
+    return ts, versions, p, (rng.random(n) < p).astype(float)
+
+
+def write_performance_check(
+    reports_dir: Path,
+    rows,
+    start: float,
+    end: float,
+    now: float,
+    window_s: float = 3600.0,
+    label_delay: float = 0.0,
+    validation_auc: dict | None = None,
+    model_name: str = "credit-risk",
+) -> dict:
+    """What `mlcycle performance` writes for `[start, end)` at `now` (the job's own writer,
+    `monitoring.perfreport.write_performance`); labels of rows served in the last
+    `label_delay` seconds before `now` have not arrived yet. Returns the summary."""
+    import numpy as np
+
+    from monitoring.performance import evaluate
+    from monitoring.perfreport import build_summary, write_performance
+
+    ts, versions, p, y = rows
+    mine = (ts >= start) & (ts < end)
+    labels = np.where(ts[mine] < now - label_delay, y[mine], np.nan)
+    validation = {"1": 0.9, "2": 0.8} if validation_auc is None else validation_auc
+    results = evaluate(
+        ts[mine], versions[mine], p[mine], labels, window_s, validation_auc=validation
+    )
+    summary = build_summary(model_name, results, start, end, window_s, 0.05, 100, now)
+    write_performance(Path(reports_dir), summary)
+    return summary

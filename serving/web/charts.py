@@ -1,9 +1,12 @@
-"""Server-rendered SVG for the Monitoring page: drift share per run and request volume per hour.
+"""Server-rendered SVG for the Monitoring page: drift share per run and request volume per
+hour; live AUC per model version over time.
 
-In: `DriftRun`s (from `serving.web.reports`) and hourly row counts of the prediction log
+In: `DriftRun`s (from `serving.web.reports`), hourly row counts of the prediction log
 (Contract 2, read with SQLAlchemy: `hourly_volume(url, since)`; `predictions` rows plus the
-`n_rows` of `prediction_batches`). Out: one `<svg>` string with two stacked panels sharing a
-time axis. Every text in it is escaped; no script, no external asset.
+`n_rows` of `prediction_batches`), and the live-performance series of
+`serving.web.performance`. Out: `<svg>` strings: two stacked panels sharing a time axis
+(`drift_volume_svg`), and one panel of AUC per window and version (`live_auc_svg`). Every text
+in them is escaped; no script, no external asset.
 """
 
 from __future__ import annotations
@@ -93,6 +96,16 @@ def _panel_frame(y0: float, title: str, top_label: str) -> list[str]:
     ]
 
 
+def _time_ends(t0: float, t1: float, base: float) -> list[str]:
+    """The first and last time under the time axis, and the end of the `<svg>`."""
+    return [
+        f'<text x="{LEFT}" y="{base}" class="tick">{escape(_when(t0))} UTC</text>',
+        f'<text x="{WIDTH - RIGHT}" y="{base}" class="tick" text-anchor="end">'
+        f"{escape(_when(t1))} UTC</text>",
+        "</svg>",
+    ]
+
+
 def drift_volume_svg(
     drift: list[tuple[float, float, bool]],
     volume: list[tuple[float, int]],
@@ -152,11 +165,128 @@ def drift_volume_svg(
         parts.append(
             f'<text x="{LEFT + 10}" y="{y1 + PANEL / 2}" class="tick">no predictions logged</text>'
         )
-    base = y1 + PANEL + 16
-    parts.append(f'<text x="{LEFT}" y="{base}" class="tick">{escape(_when(t0))} UTC</text>')
-    parts.append(
-        f'<text x="{WIDTH - RIGHT}" y="{base}" class="tick" text-anchor="end">'
-        f"{escape(_when(t1))} UTC</text>"
-    )
-    parts.append("</svg>")
+    parts += _time_ends(t0, t1, y1 + PANEL + 16)
     return "\n".join(parts)
+
+
+PERF_PANEL = 180
+PALETTE = ("#2463eb", "#d97706", "#059669", "#7c3aed", "#db2777", "#0891b2", "#65a30d", "#475569")
+
+
+def _auc_floor(series: list) -> float:
+    """The bottom of the AUC axis: a tenth below the lowest value shown, at most 0.5."""
+    values = [s.validation_auc for s in series if s.validation_auc is not None]
+    for s in series:
+        values += [v for p in s.points for v in (p.live_auc, p.estimated_auc) if v is not None]
+    low = min(values, default=0.5) - 0.02
+    return max(0.0, min(0.5, int(low * 10) / 10))
+
+
+def live_auc_svg(series: list, margin: float | None = None) -> str:
+    """Live AUC per version per time window, with the CBPE estimate and the validation AUC.
+
+    One colour per version: the live AUC on the labels that arrived is a solid line with a
+    point per window (red rim: below validation by more than `margin`), the estimate from
+    the served probabilities alone a dotted line, the validation AUC a dashed level.
+
+    Args:
+        series: `serving.web.performance.VersionSeries` per version, points oldest first.
+        margin: the check's alert margin below validation AUC (None: no point is marked).
+
+    Returns:
+        An `<svg>` element as text.
+    """
+    points = [p for s in series for p in s.points]
+    t0 = min((p.start for p in points), default=0.0)
+    t1 = max((p.end for p in points), default=t0 + 3600)
+    lo = _auc_floor(series)
+    y0, height = TOP + 22, TOP + 22 + PERF_PANEL + 30
+
+    def y(value: float) -> float:
+        return y0 + PERF_PANEL * (1 - (min(1.0, max(lo, value)) - lo) / (1 - lo))
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" '
+        f'width="{WIDTH}" height="{height}" role="img" aria-label="live AUC per model version">',
+        "<style>.axis{stroke:#888}.grid{stroke:#e3e6ee}.tick,.title{font:11px sans-serif;"
+        "fill:#444}.title{font-weight:bold}.live{fill:none;stroke-width:1.8}"
+        ".est{fill:none;stroke-width:1.2;stroke-dasharray:2 3}"
+        ".val{stroke-width:1;stroke-dasharray:6 4}.low{stroke:#d03030;stroke-width:2}</style>",
+        f'<text x="{LEFT}" y="{TOP}" class="title">Live AUC per model version '
+        "(solid: labelled rows; dotted: estimated, CBPE; dashed: validation)</text>",
+        f'<line x1="{LEFT}" y1="{y0 + PERF_PANEL}" x2="{WIDTH - RIGHT}" '
+        f'y2="{y0 + PERF_PANEL}" class="axis"/>',
+        f'<line x1="{LEFT}" y1="{y0}" x2="{LEFT}" y2="{y0 + PERF_PANEL}" class="axis"/>',
+    ]
+    for tick in (lo, (lo + 1) / 2, 1.0):
+        parts.append(
+            f'<line x1="{LEFT}" y1="{y(tick):.1f}" x2="{WIDTH - RIGHT}" y2="{y(tick):.1f}" '
+            f'class="grid"/><text x="{LEFT - 6}" y="{y(tick) + 4:.1f}" class="tick" '
+            f'text-anchor="end">{tick:.2f}</text>'
+        )
+    legend_x = LEFT
+    for i, s in enumerate(series):
+        colour = PALETTE[i % len(PALETTE)]
+        label = escape(f"v{s.version}")
+        parts.append(
+            f'<rect x="{legend_x}" y="{TOP + 8}" width="10" height="10" fill="{colour}"/>'
+            f'<text x="{legend_x + 14}" y="{TOP + 17}" class="tick">{label}</text>'
+        )
+        legend_x += 24 + 7 * len(label)
+        parts += _version_lines(s, colour, margin, lambda t: _x(t, t0, t1), y)
+    if not any(p.live_auc is not None for p in points):
+        parts.append(
+            f'<text x="{LEFT + 10}" y="{y0 + PERF_PANEL / 2}" class="tick">'
+            "no labelled windows yet: live AUC appears as labels arrive</text>"
+        )
+    parts += _time_ends(t0, t1, y0 + PERF_PANEL + 16)
+    return "\n".join(parts)
+
+
+def _runs(points: list) -> list[list]:
+    """Consecutive windows (each starting where the one before ended), two or more long: a
+    line is not drawn across a window without a value."""
+    runs: list[list] = []
+    for p in points:
+        if runs and runs[-1][-1].end == p.start:
+            runs[-1].append(p)
+        else:
+            runs.append([p])
+    return [run for run in runs if len(run) > 1]
+
+
+def _version_lines(s, colour: str, margin: float | None, x, y) -> list[str]:
+    """The validation level, the estimate's line and the live AUC's line and points."""
+    parts = []
+    label = escape(f"v{s.version}")
+    if s.validation_auc is not None:
+        yv = y(s.validation_auc)
+        parts.append(
+            f'<line x1="{LEFT}" y1="{yv:.1f}" x2="{WIDTH - RIGHT}" y2="{yv:.1f}" class="val" '
+            f'stroke="{colour}"><title>{label} validation AUC {s.validation_auc:.3f}</title>'
+            "</line>"
+        )
+    for cls, value in (("est", "estimated_auc"), ("live", "live_auc")):
+        for run in _runs([p for p in s.points if getattr(p, value) is not None]):
+            coords = " ".join(
+                f"{x((p.start + p.end) / 2):.1f},{y(getattr(p, value)):.1f}" for p in run
+            )
+            parts.append(f'<polyline points="{coords}" class="{cls}" stroke="{colour}"/>')
+    live = [p for p in s.points if p.live_auc is not None]
+    for p in live:
+        low = (
+            margin is not None
+            and s.validation_auc is not None
+            and p.live_auc < s.validation_auc - margin
+        )
+        estimate = "" if p.estimated_auc is None else f", estimated {p.estimated_auc:.3f}"
+        tip = (
+            f"v{s.version} {_when(p.start)}: live AUC {p.live_auc:.3f} on {p.n_labelled} of "
+            f"{p.n_predictions} rows{estimate}"
+        )
+        cls = "low" if low else "pt"
+        parts.append(
+            f'<circle cx="{x((p.start + p.end) / 2):.1f}" cy="{y(p.live_auc):.1f}" r="3" '
+            f'fill="{colour}" class="{cls}"><title>{escape(tip)}</title></circle>'
+        )
+    return parts

@@ -71,7 +71,8 @@ def report_file(reports_dir: str | Path, report_id: str, suffix: str = ".html") 
     return candidate
 
 
-def _ts(value: Any) -> float | None:
+def parse_time(value: Any) -> float | None:
+    """Unix time from a number or an ISO-8601 string (no zone: UTC); None otherwise."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if isinstance(value, str) and value:
@@ -125,7 +126,7 @@ def _run_from(entry: dict, reports_dir: Path) -> DriftRun | None:
     verdict, drift = _verdict(entry)
     return DriftRun(
         id=run_id,
-        ts=_ts(_first(entry, "ts", "timestamp", "time", "created_at", "finished_at")),
+        ts=parse_time(_first(entry, "ts", "timestamp", "time", "created_at", "finished_at")),
         model_version=str(_first(entry, "model_version", "version") or ""),
         window=_window_text(_first(entry, "window", "window_description")),
         verdict=verdict,
@@ -154,7 +155,8 @@ def _entries(reports_dir: Path) -> list[dict]:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             continue
-        if isinstance(data, dict):
+        # the performance job's summaries share the folder; they are not drift runs
+        if isinstance(data, dict) and data.get("kind") != "performance":
             out.append({"id": path.stem, **data})
     return out
 

@@ -26,7 +26,7 @@ from flask import (
 
 from serving.auth import require_admin
 from serving.errors import RequestError, request_id
-from serving.web import charts, forms, models, reports
+from serving.web import charts, forms, models, performance, reports
 from serving.web.live import LiveSampler
 from serving.web.settings import get_settings as web_settings
 
@@ -140,7 +140,8 @@ def models_page() -> Response:
 
 @blueprint.get("/ui/monitoring")
 def monitoring_page() -> Response:
-    """Drift runs (newest first) with links to their reports, and the drift/volume chart."""
+    """Drift runs (newest first) with links to their reports, the drift/volume chart, and live
+    AUC per model version from the performance job's reports (a note when there are none)."""
     settings = _settings()
     runs = reports.list_runs(settings.reports_dir)
     now = time.time()
@@ -152,7 +153,27 @@ def monitoring_page() -> Response:
         for r in runs
         if r.ts and r.drift_share is not None and r.ts >= since
     ]
-    return _page("monitoring.html", runs=runs, chart=charts.drift_volume_svg(drift, volume, now))
+    perf, perf_chart = _live_performance(settings, now)
+    return _page(
+        "monitoring.html",
+        runs=runs,
+        chart=charts.drift_volume_svg(drift, volume, now),
+        perf=perf,
+        perf_chart=perf_chart,
+    )
+
+
+def _live_performance(settings: Any, now: float) -> tuple[Any, str | None]:
+    """The latest live-performance figures and their chart; (None, None) when there are none
+    or they cannot be shown (logged), so the page renders whatever the reports folder holds."""
+    try:
+        perf = performance.read_live_performance(settings.reports_dir, settings.model_name, now)
+        if perf is None:
+            return None, None
+        return perf, charts.live_auc_svg(perf.series, perf.margin)
+    except Exception:
+        log.warning("live performance cannot be shown", exc_info=True)
+        return None, None
 
 
 @blueprint.get("/ui/reports/<report_id>")

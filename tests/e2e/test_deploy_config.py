@@ -33,7 +33,17 @@ ALERTS = ROOT / "monitoring" / "alerts.yml"
 GRAFANA = ROOT / "deploy" / "grafana"
 NOTEBOOKS = ROOT / "notebooks"
 CODE_DIRS = ("mlcycle", "pipelines", "serving", "monitoring")
-MLCYCLE_IMAGE_SERVICES = ("mlflow", "trainer", "serving", "monitor", "simulate")
+MLCYCLE_IMAGE_SERVICES = (
+    "mlflow",
+    "trainer",
+    "serving",
+    "monitor",
+    "performance",
+    "retrain-on-drift",
+    "simulate",
+)
+SCHEDULED_SERVICES = ("monitor", "performance", "retrain-on-drift")  # `--every`, run forever
+CRONJOBS = ("drift-monitor", "performance-monitor", "retrain-on-drift")
 
 _INTERPOLATION = re.compile(r"\$\$|\$\{(\w+)(?::?-([^}]*))?\}")
 
@@ -191,14 +201,14 @@ def test_compose_config_is_valid() -> None:
 def test_compose_has_the_whole_stack() -> None:
     services = _compose()["services"]
     expected = {"postgres", "minio", "minio-init", "mlflow", "trainer", "serving", "monitor"}
-    expected |= {"prometheus", "grafana"}
+    expected |= {"performance", "retrain-on-drift", "prometheus", "grafana"}
     assert expected <= set(services), f"missing services: {expected - set(services)}"
     for name in MLCYCLE_IMAGE_SERVICES:
         build = services[name]["build"]
         assert (ROOT / build["context"] / build["dockerfile"]).resolve() == DOCKERFILE
 
 
-@pytest.mark.parametrize("name", ["serving", "monitor", "simulate"])
+@pytest.mark.parametrize("name", ["serving", *SCHEDULED_SERVICES, "simulate"])
 def test_compose_mlcycle_commands_parse_with_the_real_cli(name: str) -> None:
     program, argv = _service_argv(_compose()["services"][name])
     assert program == "mlcycle"
@@ -235,6 +245,75 @@ def test_compose_monitor_shares_reports_with_serving() -> None:
     )
 
 
+def test_compose_scheduled_jobs_share_reports_and_log_and_run_forever() -> None:
+    """The drift, performance and lifecycle-loop services run in the foreground (`--every`:
+    without it the command exits and `restart: unless-stopped` turns the schedule into a
+    restart loop), see the log serving writes, and share the reports folder, where the loop
+    reads the monitor's drift verdict and serving reads the .prom files."""
+    services = _compose()["services"]
+    serving = services["serving"]
+    for name in SCHEDULED_SERVICES:
+        service = services[name]
+        _, argv = _service_argv(service)
+        assert "--every" in argv, f"{name} must run on a schedule (--every)"
+        assert service["restart"] == "unless-stopped"
+        env = service["environment"]
+        assert (
+            env["MLCYCLE_PREDICTION_LOG_URL"]
+            == serving["environment"]["MLCYCLE_PREDICTION_LOG_URL"]
+        )
+        assert env["MLCYCLE_REPORTS_DIR"] == serving["environment"]["MLCYCLE_REPORTS_DIR"]
+        assert f"reports:{env['MLCYCLE_REPORTS_DIR']}" in service["volumes"]
+        for needed in ("postgres", "mlflow"):
+            assert service["depends_on"][needed]["condition"] == "service_healthy", name
+    _, argv = _service_argv(services["performance"])
+    assert argv == ["performance", "--since", "1d", "--every", "15m"]
+
+
+def test_compose_retrain_on_drift_follows_the_trainer_and_may_finish_a_pass() -> None:
+    from monitoring.windows import parse_duration
+
+    loop = _compose()["services"]["retrain-on-drift"]
+    _, argv = _service_argv(loop)
+    assert argv[0] == "retrain-on-drift" and argv[argv.index("--every") + 1] == "1h"
+    assert "--skipped-ok" not in argv, "with --every exit codes are only logged"
+    # it fine-tunes the production version, which the one-shot trainer creates
+    assert loop["depends_on"]["trainer"]["condition"] == "service_completed_successfully"
+    # SIGTERM waits for the pass in progress; docker's 10 s default would kill a fine-tune
+    assert parse_duration(loop["stop_grace_period"]) >= 120
+
+
+def test_mlproject_entry_points_parse_with_the_real_cli(tmp_path: Path) -> None:
+    """Each entry point's command as `mlflow run` builds it (its own parameter quoting, with
+    the defaults) is accepted by the CLI it calls, and an empty default arrives empty: a
+    placeholder quoted in the MLproject (`"{every}"`) would arrive as the two characters ''."""
+    import shlex
+
+    import typer
+    import typer.main
+    from mlflow.projects._project_spec import load_project
+
+    from pipelines import cli as pipelines_cli
+
+    project = load_project(str(ROOT))
+    pipelines = typer.Typer()
+    pipelines.command("train")(pipelines_cli.train)
+    pipelines.command("finetune")(pipelines_cli.finetune)
+    groups = {"pipelines": typer.main.get_command(pipelines)}
+    assert {"main", "finetune", "retrain-on-drift"} <= set(project._entry_points)
+    for name, entry in project._entry_points.items():
+        argv = shlex.split(entry.compute_command({}, str(tmp_path)))
+        assert argv[:2] == ["python", "-m"], f"{name}: {argv[:3]}"
+        program, sub, args = argv[2], argv[3], argv[4:]
+        if program == "mlcycle":
+            _parse_command("mlcycle", [sub, *args])
+        else:
+            command = groups[program].commands[sub]
+            command.make_context(f"{program} {sub}", list(args), resilient_parsing=False)
+        quoted = [a for a in args if a in ("''", '""')]
+        assert not quoted, f"MLproject {name}: an empty parameter arrives as {quoted}"
+
+
 def test_compose_mlflow_runs_on_postgres_and_minio() -> None:
     services = _compose()["services"]
     program, argv = _service_argv(services["mlflow"])
@@ -250,7 +329,7 @@ def test_compose_mlflow_runs_on_postgres_and_minio() -> None:
     init = " ".join(services["minio-init"]["command"])
     assert "mc mb" in init and "MLFLOW_BUCKET" in init
     assert services["minio-init"]["environment"]["MLFLOW_BUCKET"] == "mlflow"
-    for name in ("trainer", "serving", "monitor"):
+    for name in ("trainer", "serving", *SCHEDULED_SERVICES):
         assert services[name]["environment"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
 
 
@@ -372,7 +451,8 @@ def test_k8s_manifests_parse_and_cover_the_deployment() -> None:
         ("Service", "serving"),
         ("HorizontalPodAutoscaler", "serving"),
         ("PodDisruptionBudget", "serving"),
-        ("CronJob", "drift-monitor"),
+        *(("CronJob", name) for name in CRONJOBS),
+        ("Job", "trainer"),
         ("Deployment", "mlflow"),
         ("Service", "mlflow"),
     ]:
@@ -439,7 +519,7 @@ def _k8s_argv(container: dict) -> tuple[str, list[str]]:
 
 @pytest.mark.parametrize(
     ("kind", "name"),
-    [("Deployment", "serving"), ("CronJob", "drift-monitor"), ("Job", "trainer")],
+    [("Deployment", "serving"), *(("CronJob", c) for c in CRONJOBS), ("Job", "trainer")],
 )
 def test_k8s_commands_parse_with_the_real_cli(kind: str, name: str) -> None:
     (container,) = _pod_spec(_k8s(kind, name))["containers"]
@@ -456,6 +536,75 @@ def test_k8s_drift_cronjob() -> None:
     assert argv == ["drift", "--last", "10000"]
     assert cronjob["spec"]["jobTemplate"]["spec"]["backoffLimit"] == 0, "drift is not a retry"
     assert _pod_spec(cronjob)["restartPolicy"] == "Never"
+
+
+def _cron_period_s(schedule: str) -> int:
+    """Seconds between runs of the schedules used here: `*/N * * * *` or `M * * * *`."""
+    minute, *rest = schedule.split()
+    assert rest == ["*"] * 4, f"extend _cron_period_s for {schedule!r}"
+    if minute.startswith("*/"):
+        return int(minute[2:]) * 60
+    assert minute.isdigit() and int(minute) < 60, f"extend _cron_period_s for {schedule!r}"
+    return 3600
+
+
+@pytest.mark.parametrize("name", CRONJOBS)
+def test_k8s_cronjobs_are_set_up_like_the_drift_job(name: str) -> None:
+    """One run at a time, done before the next is due, never retried, the image, settings,
+    secret, reports volume and non-root user of the rest, with requests and limits."""
+    cronjob = _k8s("CronJob", name)
+    spec, job = cronjob["spec"], cronjob["spec"]["jobTemplate"]["spec"]
+    assert spec["concurrencyPolicy"] == "Forbid"
+    assert job["backoffLimit"] == 0, "a verdict or a lost gate is not a transient failure"
+    assert job["activeDeadlineSeconds"] < _cron_period_s(spec["schedule"])
+    pod = _pod_spec(cronjob)
+    (container,) = pod["containers"]
+    (serving,) = _pod_spec(_k8s("Deployment", "serving"))["containers"]
+    assert container["image"] == serving["image"]
+    assert pod["restartPolicy"] == "Never"
+    assert pod["securityContext"] == _pod_spec(_k8s("Deployment", "serving"))["securityContext"]
+    assert {"configMapRef": {"name": "mlcycle-config"}} in container["envFrom"]
+    assert {"secretRef": {"name": "mlcycle-secrets"}} in container["envFrom"]
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+    (mount,) = container["volumeMounts"]
+    assert mount["mountPath"] == _k8s_env()["MLCYCLE_REPORTS_DIR"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    assert volume["persistentVolumeClaim"]["claimName"] == "mlcycle-reports"
+    _, argv = _k8s_argv(container)
+    assert "--every" not in argv, "a CronJob's command must end, or Forbid blocks every run"
+
+
+def test_k8s_performance_cronjob() -> None:
+    cronjob = _k8s("CronJob", "performance-monitor")
+    _, argv = _k8s_argv(_pod_spec(cronjob)["containers"][0])
+    assert argv == ["performance", "--since", "1d", "--window", "1h"]
+    assert _cron_period_s(cronjob["spec"]["schedule"]) == 900
+
+
+def test_k8s_retrain_cronjob_runs_hourly_after_the_drift_check_and_trains_like_the_trainer():
+    cronjob = _k8s("CronJob", "retrain-on-drift")
+    (container,) = _pod_spec(cronjob)["containers"]
+    _, argv = _k8s_argv(container)
+    assert argv[0] == "retrain-on-drift"
+    assert "--skipped-ok" in argv, "most hours have nothing to do: not a failed Job"
+    schedule = cronjob["spec"]["schedule"]
+    assert _cron_period_s(schedule) == 3600
+    drift_every = _cron_period_s(_k8s("CronJob", "drift-monitor")["spec"]["schedule"])
+    assert int(schedule.split()[0]) % (drift_every // 60) != 0, "not at the drift check's minute"
+    (trainer,) = _pod_spec(_k8s("Job", "trainer"))["containers"]
+    assert container["image"] == trainer["image"] and container["resources"] == trainer["resources"]
+
+
+def test_k8s_kustomization_builds() -> None:
+    """`kubectl kustomize deploy/k8s` renders every manifest (no cluster needed)."""
+    if not shutil.which("kubectl"):
+        pytest.skip("kubectl not installed")
+    proc = subprocess.run(
+        ["kubectl", "kustomize", str(K8S)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    built = {(d["kind"], d["metadata"]["name"]) for d in yaml.safe_load_all(proc.stdout) if d}
+    assert built == {(d["kind"], d["metadata"]["name"]) for d in _k8s_docs()}
 
 
 def test_k8s_mlflow_uses_external_stores() -> None:

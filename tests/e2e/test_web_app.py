@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -20,10 +21,12 @@ from tests.helpers import (
     Server,
     add_version,
     copy_store,
+    performance_traffic,
     sample_csv,
     serving_version,
     tracking_uri,
     wait_until,
+    write_performance_check,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -255,6 +258,29 @@ def test_drift_report_opens_from_monitoring_page(site, page, shots):
     assert served == (site["root"] / "reports" / f"{report_id}.html").read_bytes()
     page.locator(".js-plotly-plot").first.wait_for()  # a chart drawn, for the screenshot
     page.screenshot(path=str(shots / "drift-report.png"))
+
+
+def test_monitoring_page_charts_live_auc_per_version(site, page, shots):
+    """What the performance job writes (its own writer, into the server's reports folder)
+    shows as a chart with a point per version and window, and a table of the latest figures."""
+    url, store = site["url"], site["store"]
+    now = time.time() // 3600 * 3600
+    rows = performance_traffic(12, start=now - 12 * 3600)
+    summary = write_performance_check(
+        site["root"] / "reports", rows, now - 12 * 3600, now, now, model_name=store.model_name
+    )
+    page.goto(url + "/ui/monitoring")
+    table = page.inner_text("#live-auc")
+    for version in summary["versions"]:
+        assert f"v{version['version']}" in table
+        assert f"{version['overall']['auc']:.3f}" in table
+    windows = sum(len(v["windows"]) for v in summary["versions"])
+    assert page.locator("#live-performance svg circle").count() == windows == 24
+    page.locator("#live-performance").screenshot(path=str(shots / "monitoring-live-auc.png"))
+    page.locator("a.perf-report").click()
+    page.wait_for_load_state("load")
+    assert page.url.endswith(f"/ui/reports/{summary['id']}")
+    assert store.model_name in page.inner_text("h1")
 
 
 def raw_get(url: str, path: str) -> int:

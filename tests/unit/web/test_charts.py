@@ -60,3 +60,48 @@ def test_hourly_volume_adds_the_rows_of_logged_batches(tmp_path):
     store.close()
     volume = charts.hourly_volume(f"sqlite:///{path}", since=3600.0)
     assert volume == [(36000.0, 303), (46800.0, 500)]
+
+
+def _series(version, validation, points):
+    from serving.web.performance import Point, VersionSeries
+
+    return VersionSeries(
+        version,
+        validation,
+        [Point(s, s + 3600.0, live, est, 50, 100) for s, live, est in points],
+    )
+
+
+def test_live_auc_chart_draws_each_version_with_its_references():
+    series = [
+        _series("1", 0.9, [(0.0, 0.88, 0.89), (3600.0, 0.80, 0.87), (7200.0, None, 0.86)]),
+        _series("2", None, [(3600.0, 0.75, None)]),
+    ]
+    root = ET.fromstring(charts.live_auc_svg(series, margin=0.05))
+    circles = root.findall(f".//{NS}circle")
+    assert len(circles) == 3, "one point per window with a live AUC"
+    assert [c.get("class") for c in circles] == ["pt", "low", "pt"]  # 0.80 < 0.90 - 0.05
+    assert len({c.get("fill") for c in circles}) == 2, "one colour per version"
+    validation = [line for line in root.iter(f"{NS}line") if line.get("class") == "val"]
+    assert len(validation) == 1 and "0.900" in validation[0].find(f"{NS}title").text
+    lines = {p.get("class") for p in root.findall(f".//{NS}polyline")}
+    assert lines == {"live", "est"}
+    # higher AUC is drawn higher: 0.88 above 0.80
+    assert float(circles[0].get("cy")) < float(circles[1].get("cy"))
+
+
+def test_live_auc_chart_escapes_versions_and_says_when_no_labels_yet():
+    hostile = "<script>x</script>"
+    svg = charts.live_auc_svg([_series(hostile, 0.8, [(0.0, None, 0.7), (3600.0, None, 0.72)])])
+    assert "<script>" not in svg and "no labelled windows yet" in svg
+    root = ET.fromstring(svg)
+    assert root.findall(f".//{NS}circle") == []
+    assert ET.fromstring(charts.live_auc_svg([])).tag == f"{NS}svg"
+
+
+def test_live_auc_lines_break_where_a_window_has_no_value():
+    gap = _series("1", 0.9, [(0.0, 0.8, 0.8), (3600.0, 0.8, None), (10800.0, 0.8, 0.8)])
+    root = ET.fromstring(charts.live_auc_svg([gap]))
+    lines = [p.get("class") for p in root.findall(f".//{NS}polyline")]
+    assert lines == ["live"], "only 0-2 h are consecutive windows with a value"
+    assert len(root.findall(f".//{NS}circle")) == 3

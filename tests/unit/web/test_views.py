@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
+
+from tests.helpers import performance_traffic, write_performance_check
 
 HOSTILE = "<script>alert(1)</script>"
 SPEC = {
@@ -117,3 +120,31 @@ def test_serving_and_live_json(client):
     client.post("/predict", json={"age": 30, "home": "OWN"})
     live = client.get("/ui/api/live").get_json()
     assert live["requests"] >= 1 and "p99_ms" in live and live["scores"]
+
+
+def test_monitoring_shows_live_auc_per_version_from_the_performance_job(client, tmp_path):
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    now = time.time() // 3600 * 3600
+    rows = performance_traffic(6, start=now - 6 * 3600)
+    summary = write_performance_check(reports, rows, now - 6 * 3600, now, now=now)
+    html = client.get("/ui/monitoring").get_data(as_text=True)
+    assert 'id="live-auc"' in html and "v1" in html and "v2" in html
+    live = summary["versions"][0]["overall"]["auc"]
+    assert f"{live:.3f}" in html and "0.900" in html  # live and validation AUC of v1
+    assert 'aria-label="live AUC per model version"' in html
+    assert html.count("<circle") >= 12  # 6 hourly windows x 2 versions
+    assert "No drift runs yet" in html, "performance summaries are not drift runs"
+    link = f"/ui/reports/{summary['id']}"
+    assert link in html and b"<html" in client.get(link).data.lower()
+
+
+@pytest.mark.parametrize("content", [None, "{broken", '{"versions": [1, {"version": []}]}'])
+def test_monitoring_renders_without_usable_live_performance(client, tmp_path, content):
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    if content is not None:
+        (reports / "performance-latest.json").write_text(content)
+    resp = client.get("/ui/monitoring")
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 200 and 'id="no-live-performance"' in html

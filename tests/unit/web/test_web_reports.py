@@ -91,3 +91,12 @@ def test_a_missing_or_broken_index_lists_nothing(tmp_path):
     assert reports.list_runs(tmp_path / "nope") == []
     (tmp_path / "index.json").write_text("{not json")
     assert reports.list_runs(tmp_path) == []
+
+
+def test_without_an_index_performance_summaries_are_not_listed_as_drift_runs(reports_dir):
+    """The performance job writes its JSON summaries into the same folder."""
+    from tests.helpers import performance_traffic, write_performance_check
+
+    write_performance_check(reports_dir, performance_traffic(2), 0.0, 7_200.0, now=7_200.0)
+    assert len(list(reports_dir.glob("*performance*.json"))) == 2
+    assert [r.id for r in reports.list_runs(reports_dir)] == ["run-1"]
