@@ -96,8 +96,10 @@ def performance_check(settings: Any, model_name: str, opts: LoopOptions, now: fl
         model_name,
         now - opts.since_s,
         now,
-        opts.since_s,
-        settings.reports_dir,
+        3_600,
+        # Its own folder: the loop's week-long check must not replace the performance job's
+        # latest figures (web page, performance.prom) until the job's next run.
+        Path(settings.reports_dir) / "retrain-checks",
         experiment=settings.experiment if settings.log_to_mlflow else None,
         margin=opts.performance_margin,
         now=now,
