@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import shlex
-import signal
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import typer
 
 from mlcycle.core import config
 from mlcycle.core.settings import SettingsError, SharedSettings
+from mlcycle.localserver import LocalServer, ServerError
 
 log = logging.getLogger(__name__)
 
@@ -37,24 +37,6 @@ def _run(args: list[str], env: dict[str, str], check: bool = True) -> int:
     if check and code != 0:
         raise typer.Exit(code)
     return code
-
-
-def _wait_ready(url: str, server: subprocess.Popen, timeout_s: float = 120.0) -> None:
-    import requests
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            typer.echo("the server exited before it became ready", err=True)
-            raise typer.Exit(1)
-        try:
-            if requests.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    typer.echo(f"the server at {url} was not ready after {timeout_s:.0f} s", err=True)
-    raise typer.Exit(1)
 
 
 def _sample_request(url: str) -> None:
@@ -123,11 +105,9 @@ def demo(
     )
     _run([*mlcycle, "history", shared.model_name], env)
     _step(f"2. Serve the production model on {url}")
-    server = subprocess.Popen(
-        [*mlcycle, "serve", "--port", str(port)], env=env, start_new_session=True
-    )
+    server = LocalServer(port, env=env)
     try:
-        _wait_ready(url, server)
+        server.start()
         _sample_request(url)
         _step("3. Simulated traffic without drift, then a drift run (expect exit 0)")
         traffic = [
@@ -158,11 +138,14 @@ def demo(
         typer.echo("  MLflow UI:     make ui  → http://127.0.0.1:5000")
         if keep_serving:
             typer.echo("Serving until Ctrl-C …")
-            server.wait()
+            server.proc.wait()
+    except ServerError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
     except KeyboardInterrupt:
         pass
     finally:
-        _stop(server)
+        server.stop()
 
 
 def _loop(mlcycle: list[str], traffic: list[str], url: str, env: dict) -> None:
@@ -197,16 +180,3 @@ def _wait_version_change(url: str, before: str, timeout_s: float = 30.0) -> str:
             return now
         time.sleep(0.5)
     return before
-
-
-def _stop(server: subprocess.Popen) -> None:
-    """SIGTERM the launcher (it stops the server and reaps it); SIGKILL it if it hangs, which
-    the server follows (it dies with its launcher)."""
-    if server.poll() is not None:
-        return
-    os.killpg(server.pid, signal.SIGTERM)
-    try:
-        server.wait(timeout=40)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait(timeout=10)

@@ -317,7 +317,8 @@ def data_window(rows: pd.DataFrame, described: str) -> str:
 def _iso(value) -> str:
     stamp = pd.Timestamp(value)
     stamp = stamp.tz_localize(timezone.utc) if stamp.tzinfo is None else stamp
-    return stamp.to_pydatetime().astimezone(timezone.utc).isoformat(timespec="seconds")
+    # Whole seconds: the text shows no more, and to_pydatetime warns when it drops nanoseconds.
+    return stamp.floor("s").to_pydatetime().astimezone(timezone.utc).isoformat(timespec="seconds")
 
 
 def _scores(net, parent, spec: dict, splits: preprocess.Splits, target: str) -> dict:

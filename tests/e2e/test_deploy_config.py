@@ -733,7 +733,11 @@ def _notebooks() -> list[Path]:
 
 def test_notebooks_exist() -> None:
     names = {p.name for p in _notebooks()}
-    assert {"01-train-and-register.ipynb", "02-serve-and-drift.ipynb"} <= names
+    assert {
+        "01-train-and-register.ipynb",
+        "02-serve-and-drift.ipynb",
+        "03-labels-and-retrain.ipynb",
+    } <= names
 
 
 def _check_imports(source: str, where: str) -> None:
@@ -778,7 +782,7 @@ def test_notebook_mlflow_run_parameters_exist() -> None:
     used = set()
     for path in _notebooks():
         for cell in json.loads(path.read_text())["cells"]:
-            used |= set(re.findall(r'"-P",\s*"([\w-]+)=', "".join(cell["source"])))
+            used |= set(re.findall(r'"-P",\s*f?"([\w-]+)=', "".join(cell["source"])))
     assert used, "the notebooks no longer run `mlflow run . -P ...`"
     assert used <= set(params), f"unknown MLproject parameters: {used - set(params)}"
 

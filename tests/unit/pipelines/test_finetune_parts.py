@@ -77,9 +77,8 @@ def _invoke(*args: str):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ([], "give either --data PATH.csv or --from-log"),
-        (["--data", "a.csv", "--from-log"], "give either --data PATH.csv or --from-log"),
-        (["--from-log", "--since", "3d"], "prediction log is not available yet"),
+        (["--data", "a.csv", "--from-log"], "give either --data PATH.csv or --from-log, not both"),
+        (["--from-log", "--since", "soon"], "cannot read duration 'soon'"),
         (["--data", "/nonexistent/rows.csv"], "data file not found"),
     ],
 )
