@@ -1,8 +1,9 @@
 """The MLflow store a benchmark measures, and the one-row request body of its model.
 
 In: a temporary folder, or the URI of a store that holds `credit-risk@production`. Out: the
-store's URI, set for this process and the servers it starts (`MLFLOW_TRACKING_URI`), and a
-one-row `dataframe_records` body built from the model's input example.
+store's URI (a fresh empty one, or one with a small trained model), set for this process and
+the servers it starts (`MLFLOW_TRACKING_URI`), and a one-row `dataframe_records` body built
+from the model's input example.
 """
 
 from __future__ import annotations
@@ -14,18 +15,30 @@ from pathlib import Path
 MODEL_URI = "models:/credit-risk@production"
 
 
-def train_store(root: Path) -> str:
-    """Train and register a small model (bundled data) in a fresh store; returns its URI."""
-    import mlflow
+EXPERIMENT = "bench"
 
-    from pipelines.pipeline import run
-    from pipelines.settings import TrainConfig
+
+def empty_store(root: Path) -> str:
+    """A fresh, empty SQLite store under `root` with the experiment `EXPERIMENT` (artifacts in
+    `root/art`), set for this process and the servers it starts; returns its URI."""
+    import mlflow
 
     uri = f"sqlite:///{root / 'mlflow.db'}"
     os.environ["MLFLOW_TRACKING_URI"] = uri
     mlflow.set_tracking_uri(uri)
-    mlflow.MlflowClient(uri).create_experiment("bench", artifact_location=(root / "art").as_uri())
-    run(TrainConfig(rows=5000, epochs=2, experiment="bench"))
+    mlflow.MlflowClient(uri).create_experiment(
+        EXPERIMENT, artifact_location=(root / "art").as_uri()
+    )
+    return uri
+
+
+def train_store(root: Path) -> str:
+    """Train and register a small model (bundled data) in a fresh store; returns its URI."""
+    from pipelines.pipeline import run
+    from pipelines.settings import TrainConfig
+
+    uri = empty_store(root)
+    run(TrainConfig(rows=5000, epochs=2, experiment=EXPERIMENT))
     return uri
 
 
