@@ -89,6 +89,10 @@ def _pct(values: list, q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
+def _ms(value: float) -> str:
+    return "—" if value != value else f"{value:.0f}"  # NaN: nothing answered that way
+
+
 def measure(name: str, cmd: list[str], root: Path, body: bytes, args) -> dict:
     """Start one server, wait for it, hammer it, stop it; its figures."""
     env = dict(server_env(root), PYTHONPATH=str(ROOT))
@@ -129,9 +133,9 @@ def table(results: list[dict]) -> str:
         codes = ", ".join(f"{v:,} × {k}" for k, v in r["codes"].items())
         lines.append(
             f"| {r['server']} | {codes} | {r['refused_per_s']:.0f} "
-            f"| {r['refused_p50']:.0f} / {r['refused_p99']:.0f} "
+            f"| {_ms(r['refused_p50'])} / {_ms(r['refused_p99'])} "
             f"| {r['refused_p99'] / anchor:.2f}x "
-            f"| {r['answered_p50']:.0f} / {r['answered_p99']:.0f} |"
+            f"| {_ms(r['answered_p50'])} / {_ms(r['answered_p99'])} |"
         )
     return "\n".join(lines)
 
