@@ -146,18 +146,25 @@ def run_once(settings: Any, model_name: str, opts: LoopOptions) -> LoopResult:
     if not triggers:
         result.reason = "no drift verdict and live AUC within the margin: nothing to retrain"
         return _record(settings, model_name, result, opts)
+    from pipelines.data import DataError
     from pipelines.finetune import rows_from_log
+    from pipelines.register import GateError
 
-    rows = rows_from_log(settings.prediction_log_url, model_name, "production", opts.since_s, now)
-    target = rows.attrs["target"]
-    result.labelled_rows = len(rows)
-    if len(rows) < opts.min_labels:
-        result.reason = f"only {len(rows)} labelled rows in the window (< {opts.min_labels})"
-        return _record(settings, model_name, result, opts)
-    if rows[target].nunique() < 2:
-        result.reason = "the labelled rows hold one class only: cannot fine-tune or gate"
-        return _record(settings, model_name, result, opts)
-    return _finetune(settings, model_name, opts, result, rows, target)
+    try:
+        rows = rows_from_log(
+            settings.prediction_log_url, model_name, "production", opts.since_s, now
+        )
+        target = rows.attrs["target"]
+        result.labelled_rows = len(rows)
+        if len(rows) < opts.min_labels:
+            result.reason = f"only {len(rows)} labelled rows in the window (< {opts.min_labels})"
+        elif rows[target].nunique() < 2:
+            result.reason = "the labelled rows hold one class only: cannot fine-tune or gate"
+        else:
+            return _finetune(settings, model_name, opts, result, rows, target)
+    except (DataError, GateError) as exc:  # unusable rows or parent: a decision, not a crash
+        result.action, result.reason = "not promoted", f"cannot fine-tune: {exc}"
+    return _record(settings, model_name, result, opts)
 
 
 def _finetune(settings, model_name, opts: LoopOptions, result: LoopResult, rows, target):

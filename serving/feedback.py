@@ -89,11 +89,11 @@ def register(app: Flask, settings, labels: Labels | None) -> None:
                     f"content type {request.mimetype or 'none'} is not supported: send {JSON}",
                     status=415,
                 )
-            if request.content_length and request.content_length > settings.max_body_bytes:
-                raise RequestError(
-                    f"body over {settings.max_body_bytes} bytes (MLCYCLE_MAX_BODY_BYTES)", 413
-                )
-            receipt = labels.store(entries_of(request.get_data()))
+            limit = settings.max_body_bytes
+            body = request.stream.read(limit + 1)  # bounded also without a Content-Length
+            if len(body) > limit or (request.content_length or 0) > limit:
+                raise RequestError(f"body over {limit} bytes (MLCYCLE_MAX_BODY_BYTES)", 413)
+            receipt = labels.store(entries_of(body))
         except RequestError as exc:
             body, status, headers = exc.to_dict(rid), exc.status, exc.headers
         else:

@@ -55,6 +55,13 @@ def test_a_body_that_is_not_a_list_of_labels_is_a_400(client, body):
     assert r.json["error_code"] == "BAD_REQUEST" and r.json["request_id"]
 
 
+def test_a_body_over_the_limit_is_a_413(app_with):
+    client = app_with(max_body_bytes=100).test_client()
+    entries = [{"request_id": f"r{i}", "label": 1} for i in range(20)]
+    assert client.post("/labels", json=entries).status_code == 413
+    assert client.post("/labels", json=entries[:1]).status_code == 200
+
+
 def test_labels_are_json(client):
     r = client.post("/labels", data="request_id,label\nx,1\n", content_type="text/csv")
     assert r.status_code == 415 and r.json["error_code"] == "UNSUPPORTED_MEDIA_TYPE"
