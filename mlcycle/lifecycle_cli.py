@@ -9,11 +9,7 @@ until SIGTERM/Ctrl-C.
 
 from __future__ import annotations
 
-import logging
-
 import typer
-
-log = logging.getLogger(__name__)
 
 
 def retrain_on_drift(
@@ -88,9 +84,6 @@ def retrain_on_drift(
         typer.echo(result.line())
         return 0 if skipped_ok and result.exit_code == EXIT_SKIPPED else result.exit_code
 
-    if interval is None:
-        raise typer.Exit(one())
-    from monitoring.schedule import run_every
+    from monitoring.schedule import once_or_every
 
-    log.info("retrain-on-drift every %s (Ctrl-C or SIGTERM stops)", every)
-    raise typer.Exit(run_every(interval, one))
+    raise typer.Exit(once_or_every(one, interval, "retrain-on-drift"))

@@ -83,22 +83,29 @@ def drift(
         interval = parse_duration(every) if every else None
     except WindowError as exc:
         _fail(str(exc))
-    if interval is None:
-        raise typer.Exit(one())
-    from monitoring.schedule import run_every
+    from monitoring.schedule import once_or_every
 
-    log.info("drift check every %s (Ctrl-C or SIGTERM stops)", every)
-    raise typer.Exit(run_every(interval, one))
+    raise typer.Exit(once_or_every(one, interval, "drift check"))
 
 
 def _check_once(window, model_version, model_name, settings, as_json: bool) -> int:
-    from monitoring.job import EXIT_CANNOT_JUDGE, check
+    from monitoring.job import check
+
+    return _report("drift", lambda: check(window, model_version, model_name, settings), as_json)
+
+
+def _report(what: str, check, as_json: bool) -> int:
+    """Run one check and print its outcome (its JSON summary with `--json`); its exit code.
+
+    An exception is internal trouble: logged with its traceback, reported as "cannot judge".
+    """
+    from monitoring.job import EXIT_CANNOT_JUDGE
 
     try:
-        outcome = check(window, model_version, model_name, settings)
-    except Exception:  # internal trouble: logged with its traceback, reported as "cannot judge"
-        log.exception("drift check failed")
-        typer.echo("cannot judge drift: internal error (see the log above)", err=True)
+        outcome = check()
+    except Exception:
+        log.exception("%s check failed", what)
+        typer.echo(f"cannot judge {what}: internal error (see the log above)", err=True)
         return EXIT_CANNOT_JUDGE
     if outcome.summary is None:
         typer.echo(outcome.message, err=True)
@@ -160,22 +167,19 @@ def performance(
             span, window_s, margin, min_labelled, model_name, settings, as_json
         )
 
-    if interval is None:
-        raise typer.Exit(one())
-    from monitoring.schedule import run_every
+    from monitoring.schedule import once_or_every
 
-    log.info("performance check every %s (Ctrl-C or SIGTERM stops)", every)
-    raise typer.Exit(run_every(interval, one))
+    raise typer.Exit(once_or_every(one, interval, "performance check"))
 
 
 def _performance_once(span, window_s, margin, min_labelled, model_name, settings, as_json) -> int:
     from mlcycle.core.config import configure_mlflow
-    from monitoring.job import EXIT_CANNOT_JUDGE
     from monitoring.perfjob import check
 
     configure_mlflow()
-    try:
-        outcome = check(
+    return _report(
+        "live performance",
+        lambda: check(
             settings.prediction_log_url,
             model_name or settings.model_name,
             span.start,
@@ -185,18 +189,9 @@ def _performance_once(span, window_s, margin, min_labelled, model_name, settings
             experiment=settings.experiment if settings.log_to_mlflow else None,
             margin=margin,
             min_labelled=min_labelled,
-        )
-    except Exception:  # internal trouble: logged with its traceback, reported as "cannot judge"
-        log.exception("performance check failed")
-        typer.echo("cannot judge live performance: internal error (see the log)", err=True)
-        return EXIT_CANNOT_JUDGE
-    if outcome.summary is None:
-        typer.echo(outcome.message, err=True)
-    elif as_json:
-        typer.echo(json.dumps(outcome.summary, indent=2))
-    else:
-        typer.echo(outcome.message)
-    return outcome.exit_code
+        ),
+        as_json,
+    )
 
 
 def _fail(message: str) -> None:

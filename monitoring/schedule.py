@@ -2,8 +2,8 @@
 
 In: an interval in seconds and a job returning an exit code. Out: log lines per run. A failing
 run is logged with its traceback and the loop goes on; a signal stops the loop after the run in
-progress (a second Ctrl-C interrupts at once). Used by `mlcycle drift --every 15m`, e.g. as a
-docker-compose service.
+progress (a second Ctrl-C interrupts at once). Used by `--every` of `mlcycle drift`,
+`performance` and `retrain-on-drift` (`once_or_every`), e.g. as docker-compose services.
 """
 
 from __future__ import annotations
@@ -73,3 +73,17 @@ def _install_handlers(stop: threading.Event) -> Callable[[], None]:
             signal.signal(sig, old)
 
     return restore
+
+
+def once_or_every(job: Callable[[], int], interval_s: float | None, what: str) -> int:
+    """Run `job` once (no interval), or `run_every(interval_s, job)`; the exit code.
+
+    Args:
+        job: the work; returns an exit code.
+        interval_s: seconds between runs, or None for a single run.
+        what: the job's name in the log line that starts a schedule.
+    """
+    if interval_s is None:
+        return job()
+    log.info("%s every %g s (Ctrl-C or SIGTERM stops)", what, interval_s)
+    return run_every(interval_s, job)
