@@ -7,7 +7,8 @@ docs/benchmarks.md. Each client loops for `--seconds`: connect, send a 40,000-ro
 Measured one after the other on the same machine, with the same clients:
   mlcycle on its defaults (it admits what it can score in time and refuses the rest), and the
   same server layout running `benchmarks.drain_app` (reads each body, answers 503): the floor
-  any server that lets the client read its refusal pays on this machine. Loopback only.
+  of a refusal under granian, and `benchmarks.raw_drain` (sockets alone, no HTTP server): the
+  floor any server that lets the client read its refusal pays on this machine. Loopback only.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import http.client
 import json
 import os
 import platform
+import sys
 import tempfile
 import threading
 import time
@@ -97,7 +99,7 @@ def measure(name: str, cmd: list[str], root: Path, body: bytes, args) -> dict:
     """Start one server, wait for it, hammer it, stop it; its figures."""
     env = dict(server_env(root), PYTHONPATH=str(ROOT))
     with Server(name, cmd, env, root / f"{name}.log", cwd=ROOT) as server:
-        server.wait_ready("/v2/health/ready" if name == "mlcycle" else "/ping", timeout=180)
+        server.wait_ready("/v2/health/ready" if name == "mlcycle" else "/", timeout=180)
         out = hammer(server.port, body, args.connections, args.seconds)
     return {
         "server": name,
@@ -119,6 +121,9 @@ def anchor_command(workers: int, threads: int) -> list[str]:
     )
     cmd[cmd.index("--port") + 1] = "{port}"
     return cmd
+
+
+SOCKET_ANCHOR = [sys.executable, "-m", "benchmarks.raw_drain", "--port", "{port}"]
 
 
 def table(results: list[dict]) -> str:
@@ -149,8 +154,11 @@ def section(results: list[dict], args) -> str:
         f"{os.cpu_count()} cores shared by clients and server ({platform.machine()}, {when}). "
         "The anchor is the same granian layout running `benchmarks/drain_app.py`: it reads each "
         "body and answers 503, nothing else, so its latency is the cost of receiving 64 bodies "
-        "at once on this machine. An HTTP/1.1 client sends its whole body before it reads any "
-        "answer; a refusal can reach it no sooner than its last byte is read.\n\n"
+        "at once under granian. The socket anchor (`benchmarks/raw_drain.py`) does the same on "
+        "bare sockets, a thread per connection: the floor for any server on this machine. An "
+        "HTTP/1.1 client sends its whole body before it reads any answer; a refusal can reach it "
+        "no sooner than its last byte is read, so with 64 clients always sending, a refusal "
+        "takes about 64 bodies' worth of receiving (Little's law).\n\n"
         f"{table(results)}\n"
     )
 
@@ -175,6 +183,7 @@ def main() -> None:
             measure(
                 "drain-only anchor", anchor_command(args.workers, args.threads), root, body, args
             ),
+            measure("socket anchor", SOCKET_ANCHOR, root, body, args),
         ]
     text = section(results, args)
     print(text)
