@@ -64,6 +64,7 @@ class Serving:
         self.metrics.model_ready.set(0)
         self.watcher: ModelWatcher | None = None
         self.predlog: PredictionLog | None = None
+        self.grpc = None  # the OIP v2 gRPC service beside HTTP (`serving.oip.service`), if on
         self.closed = False
         self.run_dir = launch.run_dir
         self._expected_workers = launch.workers
@@ -101,6 +102,11 @@ class Serving:
             return True
         return rundir.ready_workers(self.run_dir) >= self._expected_workers
 
+    def ready(self) -> bool:
+        """Readiness, the same for HTTP and gRPC: not draining, every worker has a model and
+        the prediction log takes writes."""
+        return self.draining() is None and self.all_workers_ready() and self.log_ok()
+
     def log_ok(self) -> bool:
         """Whether the prediction log takes writes (always, when logging is off)."""
         return self.predlog is None or self.predlog.available
@@ -119,6 +125,20 @@ class Serving:
         """Why this server is shutting down (readiness is then 503), or None."""
         return rundir.draining_reason(self.run_dir)
 
+    def model(self, name: str, version: str | None = None) -> ModelService:
+        """The loaded model when it is `name` (and `version`, if given), for metadata and
+        readiness routes: else a 404 naming what is unknown, or a 503 before the first load."""
+        if name != self.settings.model_name:
+            raise RequestError(f"unknown model '{name}'", 404, "name")
+        svc = self.state.service
+        if svc is None:
+            raise RequestError("no model loaded yet", 503)
+        if version is not None and version != svc.version:
+            raise RequestError(
+                f"version {version} is not loaded (serving {svc.version})", 404, "version"
+            )
+        return svc
+
     def current(self) -> ModelService:
         """The model to score with; waits for the first load, then 503."""
         svc = self.state.service
@@ -130,10 +150,13 @@ class Serving:
         return svc
 
     def close(self) -> None:
-        """Stop the watcher and flush the prediction log (again: does nothing)."""
+        """Stop the gRPC service (its calls in flight finish) and the watcher, then flush the
+        prediction log (again: does nothing)."""
         if self.closed:
             return
         self.closed = True
+        if self.grpc:
+            self.grpc.stop()
         if self.watcher:
             self.watcher.stop()
         if self.predlog:
@@ -262,6 +285,10 @@ def create_app(
         serving.close_at_exit()
     app.extensions["mlcycle"] = serving
     predictor = Predictor(serving)
+    if settings.grpc_port:
+        from serving.oip.service import start
+
+        serving.grpc = start(serving, predictor)
     _register_prediction_routes(app, predictor)
     _register_ops_routes(app, serving)
     labels = None
@@ -359,6 +386,23 @@ class Predictor:
         Returns:
             (status, headers, JSON body).
         """
+        status, headers, payload = self.outcome(req, route, protocol, version)
+        return status, headers, orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+
+    def outcome(
+        self, req, route: str, protocol: str, version: str | None = None
+    ) -> tuple[int, dict, dict]:
+        """`handle` before the answer is encoded: the gRPC service encodes it as protobuf.
+
+        Args:
+            req: a `_Req`, or any object with its `environ`, `content_type`, `body(limit)` and
+                `drain(cap)` (and, for a protocol `handle` does not parse, `parse(body,
+                schema)`: the gRPC request, `serving.oip.service`).
+            route, protocol, version: as `route` gives them.
+
+        Returns:
+            (HTTP status, headers, answer or error body with numpy arrays unencoded).
+        """
         started = time.perf_counter()
         rid = request_id(req.environ)
         headers = {"X-Request-ID": rid}
@@ -366,19 +410,19 @@ class Predictor:
         try:
             with self.admission.enter():
                 svc, payload = self._admitted(req, rid, headers, protocol, version)
-            status, out = 200, orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+            status = 200
         except RequestError as exc:
-            status, out = exc.status, orjson.dumps(exc.to_dict(rid))
+            status, payload = exc.status, exc.to_dict(rid)
             headers.update(exc.headers)
         except Exception:  # a bug or a broken dependency, never the client's fault
             log.exception("request %s on %s failed", rid, route)
-            status, out = 500, orjson.dumps(internal_error_body(rid))
+            status, payload = 500, internal_error_body(rid)
         if not req.drain(self.settings.drain_bytes):
             headers["Connection"] = "close"
         self.metrics.observe_request(
             route, "POST", status, svc.version if svc else "none", time.perf_counter() - started
         )
-        return status, headers, out
+        return status, headers, payload
 
     def _admitted(
         self, req: _Req, rid: str, headers: dict, protocol: str, version: str | None
@@ -451,8 +495,10 @@ class Predictor:
             extra = None
         elif protocol == "predict":
             columns, n, extra = protocols.parse_predict(body, req.content_type, svc.schema)
-        else:
+        elif protocol == "v2":
             columns, n, extra = protocols.parse_v2(body, req.content_type, svc.schema)
+        else:  # a request that parses itself: OIP v2 over gRPC (`serving.oip.service`)
+            columns, n, extra = req.parse(body, svc.schema)
         if n > self.settings.max_rows:
             raise RequestError(
                 f"{n} rows exceed the limit of {self.settings.max_rows} rows per request "
@@ -625,9 +671,8 @@ def _register_ops_routes(app: Flask, serving: Serving) -> None:
 
     def ready_response(payload_ok: dict | None = None) -> Response:
         detail = serving.state.detail()
-        log_ok = serving.log_ok()
         draining = serving.draining()
-        ok = draining is None and serving.all_workers_ready() and log_ok
+        ok = serving.ready()
         detail.update(ready=ok, draining=draining, worker_pid=os.getpid())
         if serving.predlog is not None:
             detail["prediction_log"] = serving.predlog.health()
@@ -662,23 +707,11 @@ def _register_ops_routes(app: Flask, serving: Serving) -> None:
             {"name": "mlcycle", "version": __version__, "extensions": ["model_repository_health"]}
         )
 
-    def model_or_404(name: str, version: str | None = None) -> ModelService:
-        if name != settings.model_name:
-            raise RequestError(f"unknown model '{name}'", 404, "name")
-        svc = serving.state.service
-        if svc is None:
-            raise RequestError("no model loaded yet", 503)
-        if version is not None and version != svc.version:
-            raise RequestError(
-                f"version {version} is not loaded (serving {svc.version})", 404, "version"
-            )
-        return svc
-
     @app.get("/v2/models/<name>")
     @app.get("/v2/models/<name>/versions/<version>")
     def v2_model(name: str, version: str | None = None):
         try:
-            svc = model_or_404(name, version)
+            svc = serving.model(name, version)
         except RequestError as exc:
             return _error(exc)
         return _json(svc.metadata(), headers=_version_header(serving))
@@ -687,7 +720,7 @@ def _register_ops_routes(app: Flask, serving: Serving) -> None:
     @app.get("/v2/models/<name>/versions/<version>/ready")
     def v2_model_ready(name: str, version: str | None = None):
         try:
-            svc = model_or_404(name, version)
+            svc = serving.model(name, version)
         except RequestError as exc:
             return _error(exc)
         return _json(

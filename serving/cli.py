@@ -118,8 +118,11 @@ def serve(
     batching: bool = typer.Option(None, "--batching/--no-batching", help="Micro-batching."),
     cache: bool = typer.Option(None, "--cache/--no-cache", help="Prediction cache."),
     prediction_log_url: str = typer.Option(None, help="SQLAlchemy URL of the prediction log."),
+    grpc_port: int = typer.Option(
+        None, min=1, max=65535, help="Also serve OIP v2 over gRPC on this port [env, off]."
+    ),
 ) -> None:
-    """Serve the production model over HTTP until interrupted."""
+    """Serve the production model over HTTP (and gRPC with --grpc-port) until interrupted."""
     from serving.settings import Settings, SettingsError
     from serving.web.settings import get_settings as web_settings
 
@@ -133,6 +136,7 @@ def serve(
         "batching": batching,
         "cache": cache,
         "prediction_log_url": prediction_log_url,
+        "grpc_port": grpc_port,
     }
     try:
         settings = Settings.load(**{k: v for k, v in options.items() if v is not None})
@@ -141,7 +145,28 @@ def serve(
         for line in str(exc).splitlines():
             typer.echo(f"error: {line}", err=True)
         raise typer.Exit(2) from None
+    if settings.grpc_port:
+        settings = settings.model_copy(update={"grpc_host": settings.grpc_host or host})
+        busy = _port_taken(settings.grpc_host, settings.grpc_port)
+        if busy:
+            typer.echo(f"error: MLCYCLE_GRPC_PORT {settings.grpc_port}: {busy}", err=True)
+            raise typer.Exit(2)
     raise typer.Exit(launch(APP_FACTORY, settings, host, port))
+
+
+def _port_taken(host: str, port: int) -> str | None:
+    """Why `host:port` cannot be bound, or None. The workers bind it with SO_REUSEPORT, which
+    would share a port another server holds the same way: refuse that here instead."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC binds it
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
 
 
 _BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -188,6 +213,10 @@ def launch(target: str, settings: Settings, host: str, port: int, factory: bool 
         workers,
         threads,
     )
+    if settings.grpc_port:
+        log.info(
+            "and OIP v2 over gRPC on %s:%d in each worker", settings.grpc_host, settings.grpc_port
+        )
     # Its own session and group: a terminal's Ctrl-C or a `kill` of this launcher's group reaches
     # the server's main process once, through `_supervise`, never its workers directly (granian
     # could hang when its workers died under it mid-shutdown). It dies with this launcher.

@@ -458,12 +458,22 @@ def _v2_tensor(i: int, tensor, schema: Schema):
         raise RequestError(
             f"input '{name}': shape {shape} does not match {len(data)} values", field=name
         )
-    col = schema.by_name[name]
+    check_datatype(schema.by_name[name], dtype)
+    return name, data
+
+
+def check_datatype(col, dtype) -> None:
+    """An OIP v2 tensor's datatype must suit its column: numeric, or BYTES for categories.
+
+    Raises:
+        RequestError: 400 naming the column.
+    """
     if col.numeric and (type(dtype) is not str or dtype not in V2_NUMERIC):
         raise RequestError(
-            f"input '{name}' must have a numeric datatype (FP64, INT64, ...), got {dtype!r}",
-            field=name,
+            f"input '{col.name}' must have a numeric datatype (FP64, INT64, ...), got {dtype!r}",
+            field=col.name,
         )
     if not col.numeric and dtype != "BYTES":
-        raise RequestError(f"input '{name}' must have datatype BYTES, got {dtype!r}", field=name)
-    return name, data
+        raise RequestError(
+            f"input '{col.name}' must have datatype BYTES, got {dtype!r}", field=col.name
+        )

@@ -18,7 +18,7 @@ import numpy as np
 
 from serving.errors import RequestError
 
-_SMALL = 64  # below this many rows a Python loop beats numpy's type inference
+LOOP_ROWS = 64  # below this many rows a Python loop beats numpy's type inference
 COLUMNAR_ROWS = 512  # from this many rows categories are factorised (one C pass over the values)
 _NUMBER_TYPES = frozenset((int, float, type(None)))
 _NUMERIC_TYPES = {"double", "float", "long", "integer", "int", "number"}
@@ -125,7 +125,7 @@ class Schema:
 
 
 def _numeric(col: Column, values: list) -> np.ndarray:
-    if len(values) <= _SMALL:
+    if len(values) <= LOOP_ROWS:
         missing = False
         for v in values:
             t = type(v)

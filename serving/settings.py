@@ -114,6 +114,11 @@ class Settings(SharedSettings):
     """Worker processes (also `--workers`)."""
     threads: int = Field(32, ge=1)
     """Request threads per worker (also `--threads`)."""
+    grpc_port: int | None = Field(None, ge=1, le=65535)
+    """Port of the Open Inference Protocol v2 gRPC service beside HTTP (also `--grpc-port`;
+    every worker serves it, docs/serving.md); unset: no gRPC."""
+    grpc_host: str | None = None
+    """Address the gRPC service binds; unset: the HTTP address (`--host`)."""
     start_watcher: Flag = True
     """Follow the registry in a watcher thread (off: serve only a model handed to the app)."""
     fast_path: Flag = True
