@@ -92,12 +92,14 @@ class Server:
     def __init__(
         self, name: str, cmd: list[str], env: dict, log_path: Path, cwd: Path | None = None
     ) -> None:
-        """Start `cmd`, `{port}` replaced by a free port, output to `log_path`."""
+        """Start `cmd`, `{port}` in it and in `env`'s values replaced by a free port, output
+        to `log_path`."""
         self.name = name
         self.log_path = log_path
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [c.replace("{port}", str(self.port)) for c in cmd]
+        env = {k: v.replace("{port}", str(self.port)) for k, v in env.items()}
         with open(log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

@@ -223,3 +223,25 @@ def test_grpc_health_and_reflection(grpc_app):
     names = {s.name for s in answers[0].list_services_response.service}
     assert {"inference.GRPCInferenceService", "grpc.health.v1.Health"} <= names
     assert answers[1].file_descriptor_response.file_descriptor_proto
+
+
+def test_serve_hands_the_grpc_port_and_host_over_and_refuses_a_taken_port(monkeypatch):
+    import socket
+
+    from typer.testing import CliRunner
+
+    import serving.cli
+    from mlcycle.cli import app as cli
+
+    seen = {}
+    monkeypatch.setattr(serving.cli, "launch", lambda t, s, h, p: seen.update(settings=s) or 0)
+    port = free_port()
+    ok = CliRunner().invoke(cli, ["serve", "--host", "127.0.0.1", "--grpc-port", str(port)])
+    assert ok.exit_code == 0, ok.output
+    assert (seen["settings"].grpc_port, seen["settings"].grpc_host) == (port, "127.0.0.1")
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", port))
+        holder.listen()
+        taken = CliRunner().invoke(cli, ["serve", "--grpc-port", str(port)])
+    assert taken.exit_code == 2
+    assert f"MLCYCLE_GRPC_PORT {port}" in taken.output and "in use" in taken.output
