@@ -245,3 +245,21 @@ def test_serve_hands_the_grpc_port_and_host_over_and_refuses_a_taken_port(monkey
         taken = CliRunner().invoke(cli, ["serve", "--grpc-port", str(port)])
     assert taken.exit_code == 2
     assert f"MLCYCLE_GRPC_PORT {port}" in taken.output and "in use" in taken.output
+
+
+def test_the_benchmarks_requests_answers_and_load_generator(grpc_app):
+    import pandas as pd
+
+    from benchmarks.grpc_serving import infer_request, probabilities
+    from benchmarks.harness import grpc_load
+
+    app, _, _ = grpc_app()
+    target = f"127.0.0.1:{app.extensions['mlcycle'].settings.grpc_port}"
+    request = infer_request(pd.DataFrame(ROWS))
+    got = probabilities(grpc_load.call_once(target, request))
+    np.testing.assert_allclose(got, rest_probabilities(app, ROWS), rtol=0, atol=1e-12)
+    ok = grpc_load.run(target, request, streams=2, seconds=0.5)
+    assert ok["requests"] > 0 and ok["errors"] == 0 and ok["p50"] <= ok["p99"]
+    unknown = infer_request(pd.DataFrame(ROWS)).replace(b"credit-risk", b"credit-rusk")
+    bad = grpc_load.run(target, unknown, streams=1, seconds=0.3)
+    assert bad["requests"] == 0 and bad["errors"] > 0
