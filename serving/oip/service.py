@@ -102,6 +102,7 @@ class InferenceService:
         self.predictor = predictor
         self.contract = contract()
         self.messages = self.contract.messages
+        self._infer_types = self.contract.method_types("ModelInfer")
 
     def handler(self) -> grpc.GenericRpcHandler:
         """The service's method handlers (ModelInfer reads raw bytes: it decodes them itself,
@@ -167,7 +168,7 @@ class InferenceService:
 
     def model_infer(self, body: bytes, context):
         """Score the request's rows through the HTTP API's core (`Predictor.outcome`)."""
-        request_cls, response_cls = self.contract.method_types("ModelInfer")
+        request_cls, response_cls = self._infer_types
         try:
             request = request_cls.FromString(body)
         except DecodeError as exc:

@@ -63,33 +63,42 @@ def parse_infer(request, schema: Schema) -> tuple[dict, int, str | None]:
     Raises:
         RequestError: 400 naming the input for anything malformed.
     """
-    raw = request.raw_input_contents
-    if raw and len(raw) != len(request.inputs):
+    inputs, raw = request.inputs, request.raw_input_contents
+    if raw and len(raw) != len(inputs):
         raise RequestError(
-            f"raw_input_contents has {len(raw)} entries for {len(request.inputs)} inputs: "
+            f"raw_input_contents has {len(raw)} entries for {len(inputs)} inputs: "
             "send one per input, in the order of inputs",
             field="raw_input_contents",
         )
-    _check_outputs(request)
+    if request.outputs:
+        _check_outputs(request)
+    by_name = schema.by_name
     columns: dict = {}
-    for i, tensor in enumerate(request.inputs):
-        name = tensor.name
-        if name not in schema.name_set:
+    n = None
+    for i, tensor in enumerate(inputs):
+        name, dtype = tensor.name, tensor.datatype
+        col = by_name.get(name)
+        if col is None:
             raise RequestError(f"unexpected input '{name}'", field=name)
         if name in columns:
             raise RequestError(f"input '{name}' given twice", field=name)
-        col = schema.by_name[name]
-        check_datatype(col, tensor.datatype)
+        if not (dtype in RAW_DTYPES if col.numeric else dtype == "BYTES"):
+            check_datatype(col, dtype)  # raises, naming the column
         values = _raw_values(tensor, raw[i], col) if raw else _typed_values(tensor, col)
-        _check_shape(tensor, len(values))
-        columns[name] = values
-    schema.check_names(columns.keys())
-    n = _rows(columns)
-    return (
-        {k: _for_validation(schema.by_name[k], v, n) for k, v in columns.items()},
-        n,
-        (request.id or None),
-    )
+        count = len(values)
+        shape = tensor.shape
+        if len(shape) != 1 or shape[0] != count:
+            _check_shape(tensor, count)
+        if n is None:
+            n = count
+        elif count != n:
+            raise RequestError(f"column '{name}' has {count} values, expected {n}", field=name)
+        columns[name] = _for_validation(col, values, n)
+    if len(columns) != len(by_name):
+        schema.check_names(columns.keys())
+    if not n:
+        raise RequestError("empty batch: send at least one row", field="inputs")
+    return columns, n, request.id or None
 
 
 def _check_outputs(request) -> None:
@@ -166,20 +175,6 @@ def _check_shape(tensor, count: int) -> None:
             f"input '{tensor.name}': shape {shape} does not match {count} values",
             field=tensor.name,
         )
-
-
-def _rows(columns: dict) -> int:
-    n = None
-    for name, values in columns.items():
-        if n is None:
-            n = len(values)
-        elif len(values) != n:
-            raise RequestError(
-                f"column '{name}' has {len(values)} values, expected {n}", field=name
-            )
-    if not n:
-        raise RequestError("empty batch: send at least one row", field="inputs")
-    return n
 
 
 def _for_validation(col: Column, values, n: int):
