@@ -1,28 +1,54 @@
 """`mlcycle serve --grpc-port` with the trained model, `tritonclient.grpc` as the peer: gRPC
 answers agree with the pyfunc, are logged, refuse bad input with INVALID_ARGUMENT naming the
-column, follow a promotion, and the server still stops cleanly."""
+column, follow a promotion, and turn NOT_SERVING while the server drains, then it exits 0."""
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
 import time
 
+import grpc
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 import tritonclient.grpc as tg
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
+from serving.oip.contract import SERVICE
 from tests.helpers import MLCYCLE_SERVE, Server, free_port, wait_until
 
 pytestmark = pytest.mark.slow
 
 
-def grpc_server(store, folder, workers: int = 2) -> tuple[Server, tg.InferenceServerClient]:
+def grpc_server(
+    store, folder, workers: int = 2, **env
+) -> tuple[Server, tg.InferenceServerClient, int]:
     port = free_port()
-    server = Server(store, folder, workers, MLCYCLE_SERVE, ("--grpc-port", str(port)))
-    return server, tg.InferenceServerClient(f"127.0.0.1:{port}")
+    server = Server(store, folder, workers, MLCYCLE_SERVE, ("--grpc-port", str(port)), **env)
+    return server, tg.InferenceServerClient(f"127.0.0.1:{port}"), port
+
+
+def health_status(port: int, service: str = "") -> int:
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        request = health_pb2.HealthCheckRequest(service=service)
+        return health_pb2_grpc.HealthStub(channel).Check(request, timeout=5).status
+
+
+def drain_and_stop(server: Server, client, port: int, frame: pd.DataFrame) -> None:
+    """SIGTERM: during the shutdown delay gRPC readiness and health turn NOT_SERVING while
+    calls are still answered; then the server exits 0 within its grace period."""
+    assert health_status(port) == health_pb2.HealthCheckResponse.SERVING
+    started = time.monotonic()
+    os.killpg(server.proc.pid, signal.SIGTERM)
+    wait_until(lambda: not client.is_server_ready(), 3, "gRPC ServerReady false when draining")
+    assert health_status(port, SERVICE) == health_pb2.HealthCheckResponse.NOT_SERVING
+    assert infer(client, frame.head(3))[0].shape == (3,)  # still answered in the delay
+    server.proc.wait(20)
+    assert server.proc.returncode == 0 and time.monotonic() - started < 15
 
 
 def tensors(frame: pd.DataFrame) -> list[tg.InferInput]:
@@ -65,7 +91,7 @@ def infer(client, frame: pd.DataFrame, **kwargs) -> tuple[np.ndarray, str]:
 def test_grpc_beside_http_agrees_with_the_pyfunc_logs_and_refuses(
     trained_store, example_rows, tmp_path
 ):
-    server, client = grpc_server(trained_store, tmp_path)
+    server, client, port = grpc_server(trained_store, tmp_path, MLCYCLE_SHUTDOWN_DELAY_S=4)
     try:
         assert client.is_server_live() and client.is_server_ready()
         assert client.is_model_ready("credit-risk", trained_store.version)
@@ -86,11 +112,10 @@ def test_grpc_beside_http_agrees_with_the_pyfunc_logs_and_refuses(
             client.infer("credit-risk", bad)
         assert err.value.status() == "StatusCode.INVALID_ARGUMENT"
         assert f"'{numeric}'" in err.value.message()
+        drain_and_stop(server, client, port, frame)
     finally:
         client.close()
-        started = time.monotonic()
         server.stop()
-    assert server.proc.returncode == 0 and time.monotonic() - started < 15
     with sqlite3.connect(server.log_db) as db:
         logged = db.execute(
             "SELECT COALESCE(SUM(n_rows), 0) FROM prediction_batches WHERE request_id = ?",
@@ -109,7 +134,7 @@ def test_a_promotion_switches_grpc_answers(
 
     v2 = train_another_version(promote_margin=1.0, seed=7)  # registered, not promoted
     frame = jittered(example_rows, 50, seed=2)
-    server, client = grpc_server(store_copy, tmp_path, workers=1)
+    server, client, _ = grpc_server(store_copy, tmp_path, workers=1)
     try:
         before, version = infer(client, frame)
         assert version == store_copy.version
