@@ -213,8 +213,9 @@ def summarize(runs: dict, conns: list[int], args, agreement: float) -> str:
     lines = [
         f"Machine: {os.cpu_count()} cores, {platform.platform()}, Python "
         f"{platform.python_version()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. "
-        f"{args.rows}-row requests; c = concurrent gRPC streams (each on its own channel) or "
-        f"wrk connections, {args.seconds} s per point, client on the same machine. mlcycle: "
+        f"{args.rows}-row requests; c = concurrent gRPC streams (each on its own channel, "
+        "from up to two client processes) or wrk connections (up to two threads), "
+        f"{args.seconds} s per point, clients on the same machine. mlcycle: "
         f"{s.server}, {args.workers} workers x {s.threads} threads, gRPC in every worker; "
         "validation, prediction log (SQLite WAL) and metrics on. MLServer: one process "
         "(`parallel_workers: 0`: its inference pool crashes here). The machine is shared "
