@@ -17,6 +17,7 @@ from mlcycle import demo, lifecycle_cli, registry_cli
 from monitoring import cli as monitoring_cli
 from pipelines import cli as pipelines_cli
 from serving import cli as serving_cli
+from serving import log_cli
 
 app = typer.Typer(
     help="mlcycle: train, register, serve and monitor an MLflow model.",
@@ -38,6 +39,9 @@ app.command("label")(serving_cli.label)
 app.command("retrain-on-drift")(lifecycle_cli.retrain_on_drift)
 app.command("simulate")(monitoring_cli.simulate)
 app.command("demo")(demo.demo)
+log_app = typer.Typer(help="Look after the prediction log.", no_args_is_help=True)
+log_app.command("prune")(log_cli.prune)
+app.add_typer(log_app, name="log")
 
 
 @app.callback()

@@ -309,20 +309,42 @@ def _kill_group(proc: subprocess.Popen, why: str) -> None:
 
 
 def score(
-    input_csv: Path = typer.Argument(..., help="CSV file with the model's input columns."),
+    input_csv: Path = typer.Argument(
+        ..., help="CSV file with the model's input columns (--engine spark: or Parquet)."
+    ),
     output: Path = typer.Option(..., "-o", "--output", help="Parquet file to write."),
     model_name: str = typer.Option(None, help="Registered model [env MLCYCLE_MODEL_NAME]."),
     version: str = typer.Option(None, help="Version to use (default: production)."),
     chunk_rows: int = typer.Option(25_000, help="Rows per chunk (memory stays flat)."),
     keep_inputs: bool = typer.Option(False, help="Copy the input columns into the output."),
+    engine: str = typer.Option(
+        "local", help="local (this process, fast path) or spark (mlflow spark_udf on --master)."
+    ),
+    master: str = typer.Option("local[*]", help="--engine spark: the Spark master URL."),
+    driver_memory: str = typer.Option("1g", help="--engine spark: the driver's JVM heap."),
 ) -> None:
-    """Score a CSV file in chunks with the registered model's fast path; write Parquet."""
+    """Score a dataset with the registered model; write Parquet.
+
+    `local` streams a CSV in chunks through the fast path into one file; `spark` scores a CSV
+    or Parquet dataset of any size on a cluster into a Parquet folder.
+    """
     from serving.scoring import ScoringError, score_file
 
+    if engine not in ("local", "spark"):
+        typer.echo(f"error: unknown engine {engine!r}: use local or spark", err=True)
+        raise typer.Exit(2)
     try:
-        rows, seconds, label = score_file(
-            input_csv, output, model_name, version, chunk_rows, keep_inputs
-        )
+        if engine == "spark":
+            from serving.sparkscore import score_dataset
+
+            rows, seconds, label = score_dataset(
+                str(input_csv), str(output), model_name, version, master, keep_inputs,
+                driver_memory, batch_rows=chunk_rows,
+            )  # fmt: skip
+        else:
+            rows, seconds, label = score_file(
+                input_csv, output, model_name, version, chunk_rows, keep_inputs
+            )
     except ScoringError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -22,11 +22,16 @@ class ScoringError(Exception):
     """A user-caused problem: unreadable CSV, missing column, bad value, unknown model."""
 
 
-def load_service(model_name: str | None, version: str | None):
-    """Load the registered model version (default: production) as a `ModelService`."""
+def resolve_version(model_name: str | None, version: str | None) -> tuple[str, str, str]:
+    """The registered model to score with: (name, version, run id); the production version
+    unless `version` is given.
+
+    Raises:
+        ScoringError: bad settings, an unreachable registry, no production version, an
+            unknown version.
+    """
     from mlcycle.core import config
     from mlcycle.core.settings import ModelSettings, SettingsError
-    from serving.model import ModelService
 
     try:
         name = model_name or ModelSettings.load().model_name
@@ -46,10 +51,23 @@ def load_service(model_name: str | None, version: str | None):
         raise ScoringError(f"model {name!r} has no production version; pass --version")
     try:
         mv = client.get_model_version(name, str(version))
+    except Exception as exc:
+        raise ScoringError(f"cannot find {name} version {version}: {exc}") from None
+    return name, str(version), mv.run_id or ""
+
+
+def load_service(model_name: str | None, version: str | None):
+    """Load the registered model version (default: production) as a `ModelService`."""
+    import mlflow
+
+    from serving.model import ModelService
+
+    name, version, run_id = resolve_version(model_name, version)
+    try:
         model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
     except Exception as exc:
         raise ScoringError(f"cannot load {name} version {version}: {exc}") from None
-    return ModelService(model, name, str(version), mv.run_id or "")
+    return ModelService(model, name, version, run_id)
 
 
 def score_file(

@@ -5,7 +5,8 @@ the `postgres` OS user when the tests run as root. Out: a `Cluster` to `start` (
 SQLAlchemy URL), `kill` (`pg_ctl stop -m immediate`: a crash of the server's processes) and
 `restart` on the same data and port, and `stop` (which also deletes it); `cluster_or_skip()`
 skips the test, with the reason, where no server can be run; `server()` gives the URL of
-`MLCYCLE_TEST_POSTGRES_URL` or of a throwaway cluster for the length of a `with`. Imported as
+`MLCYCLE_TEST_POSTGRES_URL` or of a throwaway cluster for the length of a `with`;
+`database()` a fresh database on such a server, dropped afterwards. Imported as
 `tests.postgres`.
 """
 
@@ -17,6 +18,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -134,3 +136,23 @@ def server() -> Iterator[str]:
         yield cluster.start()
     finally:
         cluster.stop()
+
+
+@contextmanager
+def database(admin_url: str, purpose: str) -> Iterator[str]:
+    """A fresh database on the server of `admin_url` (any PostgreSQL URL), named after
+    `purpose`; yields its psycopg2 URL and drops it on exit."""
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    base = make_url(admin_url).set(drivername="postgresql+psycopg2")
+    name = f"mlcycle_{purpose}_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

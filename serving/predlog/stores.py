@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from mlcycle.core import prediction_log as contract
+from mlcycle.core.logdb import engine_url
 from serving.predlog.checkpoint import WAL_RESTART_PAGES, WalCheckpointer
 
 log = logging.getLogger(__name__)
@@ -173,7 +174,7 @@ def create_engine(url: str, timeout_s: float = 2.0):
     see `SqlAlchemyStore`; SQLite: the busy timeout)."""
     import sqlalchemy as sa
 
-    parsed = sa.engine.make_url(url)
+    parsed = engine_url(url)
     backend = parsed.get_backend_name()
     return sa.create_engine(
         parsed,

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
 
+from mlcycle.core.logdb import engine_url
 from mlcycle.core.prediction_log import BATCHES, ROWS
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ def _engine(url: str):
 
     engine = _engines.get(url)
     if engine is None:
-        engine = _engines[url] = create_engine(url, pool_pre_ping=True)
+        engine = _engines[url] = create_engine(engine_url(url), pool_pre_ping=True)
     return engine
 
 

@@ -8,7 +8,6 @@ the reason, when neither is available.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import numpy as np
@@ -34,20 +33,8 @@ def server_url() -> Iterator[str]:
 @pytest.fixture
 def database(server_url: str) -> Iterator[str]:
     """A fresh database (psycopg2 URL), dropped afterwards."""
-    import sqlalchemy as sa
-    from sqlalchemy.engine import make_url
-
-    base = make_url(server_url).set(drivername="postgresql+psycopg2")
-    name = f"mlcycle_labels_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with postgres.database(server_url, "labels") as url:
+        yield url
 
 
 @pytest.mark.parametrize("driver", ["postgresql+psycopg2", "postgresql"])
