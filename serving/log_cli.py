@@ -23,7 +23,7 @@ def prune(
         False, "--dry-run", help="Only count what would be deleted; change nothing."
     ),
     log_url: str = typer.Option(
-        None, "--log-url", help="Prediction log URL [env MLCYCLE_PREDICTION_LOG_URL]."
+        None, "--log-url", help="Prediction log URL (default: MLCYCLE_PREDICTION_LOG_URL)."
     ),
     chunk: int = typer.Option(
         2_000, "--chunk", min=1, help="Most rows deleted per transaction (lock held per chunk)."

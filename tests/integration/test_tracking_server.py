@@ -148,8 +148,8 @@ def test_spine_over_a_tracking_server(stack: Stack, tmp_path: Path) -> None:
     for i in (1, 2):
         folder = tmp_path / f"server{i}"
         folder.mkdir()
-        servers.append(Server(store, folder, workers=2, command=MLCYCLE_SERVE,
-                              **_env(stack, folder), **NO_S3))  # fmt: skip
+        env_i = _env(stack, folder) | {"MLCYCLE_REPORTS_DIR": str(work / "reports")}  # shared
+        servers.append(Server(store, folder, 2, MLCYCLE_SERVE, **env_i, **NO_S3))
     try:
         _follow(stack, servers, work, env)
     finally:
@@ -157,6 +157,8 @@ def test_spine_over_a_tracking_server(stack: Stack, tmp_path: Path) -> None:
             server.stop()
     keys = stack.s3.keys()
     assert sum(k.endswith("MLmodel") for k in keys) >= 2, keys[:20]
+    for job in ("drift", "performance"):  # the jobs' MLflow runs, their reports in the bucket
+        assert any(f"/{job}/" in k and k.endswith(".html") for k in keys), (job, keys[:40])
     assert not list(work.rglob("mlruns")) and not list(work.rglob("*.db")), "local stores used"
 
 
@@ -176,9 +178,12 @@ def _follow(stack: Stack, servers: list[Server], work: Path, env: dict) -> None:
         for body in [small] * 5 + [large]:
             assert _score(server.url, body, sent) == "2"
 
+    from serving.web.charts import hourly_volume
+
     counts = _log_counts(stack.log_url)
     assert sum(counts.values()) >= sum(n for _, n in sent), counts
     assert counts.get("1", 0) >= 2 * (10 * 20 + 300), counts
+    assert sum(n for _, n in hourly_volume(stack.log_url, 0.0)) == sum(counts.values())
 
     labels = work / "labels.csv"
     with labels.open("w", newline="") as f:
@@ -193,7 +198,10 @@ def _follow(stack: Stack, servers: list[Server], work: Path, env: dict) -> None:
     perf = _mlcycle(env, work, "performance", "--since", "1h", "--min-labelled", "50",
                     "--json", ok=(0, 1))  # fmt: skip
     summary = json.loads(perf.stdout[perf.stdout.index("{") :])
-    assert summary, perf.stdout[-800:]
+    labelled = {v["version"]: v["overall"]["n_labelled"] for v in summary["versions"]}
+    assert labelled.get("1", 0) > 0 and labelled.get("2", 0) > 0, summary["versions"]
+    page = requests.get(f"{servers[0].url}/ui/monitoring", timeout=30)
+    assert page.status_code == 200 and "performance" in page.text.lower()
 
     _mlcycle(env, work, "rollback", MODEL, "--reason", "tracking-server test")
     started = time.monotonic()
