@@ -20,6 +20,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import re
 import sys
 import tempfile
 import time
@@ -38,6 +39,8 @@ appender.console.target = SYSTEM_ERR
 appender.console.layout.type = PatternLayout
 appender.console.layout.pattern = %d{HH:mm:ss} %p %c{1}: %m%n
 """
+_SPARK_OUTPUT = re.compile(r"part-.*|_SUCCESS|_committed.*|_started.*|\..*\.crc")
+_CAUSE = re.compile(r"^[A-Za-z_.]*(Error|Exception): ")
 SPARK_CONF = {
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
@@ -163,8 +166,7 @@ def score_dataset(
         ScoringError: for anything the user can fix.
     """
     _pyspark()  # before the registry: say what to install first
-    if "://" not in input_path and not glob.glob(input_path):
-        raise ScoringError(f"no such file: {input_path}")
+    check_paths(input_path, output)
     name, version, _ = resolve_version(model_name, version)
     model_uri = f"models:/{name}/{version}"
     columns = _input_columns(model_uri)
@@ -174,6 +176,34 @@ def score_dataset(
         return _run(spark, input_path, output, model_uri, columns, keep_inputs, started)
     finally:
         spark.stop()
+
+
+def check_paths(input_path: str, output: str) -> None:
+    """Refuse what would lose data before Spark's overwrite deletes `output`: an input that is
+    not there, an output that is or holds the input or lies inside it, an existing folder
+    that is not a Parquet output (local paths; URIs are the cluster's to check).
+
+    Raises:
+        ScoringError: naming the path.
+    """
+    if "://" in input_path:
+        return
+    inputs = [Path(p).resolve() for p in glob.glob(input_path)]
+    if not inputs:
+        raise ScoringError(f"no such file: {input_path}")
+    if "://" in output:
+        return
+    out = Path(output).resolve()
+    for path in inputs:
+        if path == out or out in path.parents or path in out.parents:
+            raise ScoringError(f"output {output} overlaps the input {path}: choose another")
+    if out.is_dir():
+        other = [p.name for p in out.iterdir() if not _SPARK_OUTPUT.fullmatch(p.name)]
+        if other:
+            raise ScoringError(
+                f"output {output} is a folder with other files ({other[0]}, ...): "
+                "give a new path or an earlier Parquet output"
+            )
 
 
 def _run(spark, input_path, output, model_uri, columns, keep_inputs, started):
@@ -199,9 +229,10 @@ def _run(spark, input_path, output, model_uri, columns, keep_inputs, started):
 
 
 def _first_line(exc: Exception) -> str:
-    """The first meaningful line of a (often JVM-sized) Spark error."""
-    text = str(exc).strip()
-    for line in text.splitlines():
-        if line.strip():
-            return line.strip()[:500]
-    return exc.__class__.__name__
+    """The cause in a (often JVM-sized) Spark error: the last `SomeError: message` line of a
+    Python worker's traceback (e.g. the model's `InputError`), else the first line."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    causes = [line for line in lines if _CAUSE.match(line)]
+    if causes:
+        return causes[-1][:500]
+    return lines[0][:500] if lines else exc.__class__.__name__
