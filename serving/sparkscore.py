@@ -30,8 +30,17 @@ from serving.scoring import ScoringError, resolve_version
 
 log = logging.getLogger(__name__)
 
-# The driver JVM's log: errors only, on stderr (Spark's default profile logs WARN and a banner).
+# The driver JVM's log: errors only, on stderr (Spark's default profile logs WARN and a banner);
+# a failed task's stack traces not at all: its cause is in the error this module reports.
 LOG4J2 = """rootLogger.level = error
+logger.task.name = org.apache.spark.executor.Executor
+logger.task.level = off
+logger.taskset.name = org.apache.spark.scheduler.TaskSetManager
+logger.taskset.level = off
+logger.writer.name = org.apache.spark.sql.execution.datasources
+logger.writer.level = off
+logger.abort.name = org.apache.spark.util.Utils
+logger.abort.level = off
 rootLogger.appenderRef.stderr.ref = stderr
 appender.console.type = Console
 appender.console.name = stderr
@@ -40,7 +49,8 @@ appender.console.layout.type = PatternLayout
 appender.console.layout.pattern = %d{HH:mm:ss} %p %c{1}: %m%n
 """
 _SPARK_OUTPUT = re.compile(r"part-.*|_SUCCESS|_committed.*|_started.*|\..*\.crc")
-_CAUSE = re.compile(r"^[A-Za-z_.]*(Error|Exception): ")
+_CAUSE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception): ")
+_JVM = ("org.", "java.", "scala.", "py4j.")
 SPARK_CONF = {
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
@@ -232,7 +242,7 @@ def _first_line(exc: Exception) -> str:
     """The cause in a (often JVM-sized) Spark error: the last `SomeError: message` line of a
     Python worker's traceback (e.g. the model's `InputError`), else the first line."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    causes = [line for line in lines if _CAUSE.match(line)]
+    causes = [line for line in lines if _CAUSE.match(line) and not line.startswith(_JVM)]
     if causes:
         return causes[-1][:500]
     return lines[0][:500] if lines else exc.__class__.__name__

@@ -53,10 +53,12 @@ def test_the_python_cause_of_a_spark_error_is_quoted() -> None:
     jvm = Exception(
         "An exception was thrown from the Python worker. Please see the stack trace below.\n"
         'Traceback (most recent call last):\n  File "x.py", line 1, in predict\n'
-        "ValueError: inner\nmodel_code.InputError: column 'home_ownership': unknown category\n"
-        "\tat org.apache.spark.api.python.BasePythonRunner.handlePythonException(x.scala:1)"
+        "ValueError: inner\ncode_model_3a43.InputError: column 'home_ownership': unknown category\n"
+        "\tat org.apache.spark.api.python.BasePythonRunner.handlePythonException(x.scala:1)\n"
+        "JVM stacktrace:\norg.apache.spark.SparkException: Job aborted due to stage failure"
     )
-    assert _first_line(jvm) == "model_code.InputError: column 'home_ownership': unknown category"
+    cause = "code_model_3a43.InputError: column 'home_ownership': unknown category"
+    assert _first_line(jvm) == cause
     assert _first_line(Exception("\n  [PATH_NOT_FOUND] no such path\nmore")) == (
         "[PATH_NOT_FOUND] no such path"
     )
