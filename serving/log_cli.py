@@ -26,7 +26,7 @@ def prune(
         None, "--log-url", help="Prediction log URL (default: MLCYCLE_PREDICTION_LOG_URL)."
     ),
     chunk: int = typer.Option(
-        2_000, "--chunk", min=1, help="Most rows deleted per transaction (lock held per chunk)."
+        2_000, "--chunk", min=1, help="Most rows deleted per transaction (batches: 1/20 of it)."
     ),
 ) -> None:
     """Delete prediction-log rows (and their labels) served before now minus --older-than."""

@@ -26,6 +26,7 @@ from serving.predlog.stores import create_engine
 log = logging.getLogger(__name__)
 
 CHUNK = 2_000  # rows per delete transaction: milliseconds of lock on either database
+BATCH_SHARE = 20  # a batch row holds a whole request's rows: 1/20 as many per transaction
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,8 @@ def prune(url: str, cutoff: float, chunk: int = CHUNK, timeout_s: float = 30.0) 
     Args:
         url: the log's SQLAlchemy URL.
         cutoff: Unix time; rows with `ts < cutoff` go.
-        chunk: most rows of one table deleted in one transaction.
+        chunk: most `predictions` rows deleted in one transaction (`prediction_batches`
+            rows, each a whole large request: `chunk // BATCH_SHARE`, at least 1).
         timeout_s: the longest one statement may wait for a lock or run.
 
     Returns:
@@ -116,11 +118,11 @@ def prune(url: str, cutoff: float, chunk: int = CHUNK, timeout_s: float = 30.0) 
     try:
         with engine.connect() as conn:
             labels = _has_labels(conn)
-        for table in (contract.ROWS, contract.BATCHES):
+        for table, n in ((contract.ROWS, chunk), (contract.BATCHES, max(1, chunk // BATCH_SHARE))):
             while True:
-                done = _prune_chunk(engine, table, cutoff, chunk, labels)
+                done = _prune_chunk(engine, table, cutoff, n, labels)
                 total += done
-                if done.rows + done.batches < chunk:
+                if done.rows + done.batches < n:
                     break
     finally:
         engine.dispose()
