@@ -95,7 +95,8 @@ def main() -> None:
             f"{load}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. One fresh "
             f"`mlcycle score IN.csv` process per engine and size; Spark on `{args.master}`. "
             "rows/s as each command reports it (Spark's includes its session start and model "
-            "distribution); wall s = the whole process, model loading included.",
+            "distribution); wall s = the whole process, model loading included. A shared "
+            "machine makes these noisy (see the load average): read the ratio within a row.",
             "",
             "| input rows | local rows/s | local wall s | spark rows/s | spark wall s "
             "| local / spark | mean diff |",
