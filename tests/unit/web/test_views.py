@@ -11,6 +11,7 @@ import pytest
 from tests.helpers import performance_traffic, write_performance_check
 
 HOSTILE = "<script>alert(1)</script>"
+TOKEN = "web-admin-token-0123456789abcdef"
 SPEC = {
     "target": "default",
     "positive_label": 1,
@@ -31,7 +32,7 @@ SPEC = {
 }
 
 
-def make_client(tmp_path, admin_token: str | None = "tok"):
+def make_client(tmp_path, admin_token: str | None = TOKEN):
     from pipelines.model_code import TabularNetModel
     from serving.app import create_app
     from serving.model import ModelService
@@ -99,7 +100,7 @@ def test_monitoring_lists_runs_escaped_and_serves_their_report(client, tmp_path)
 
 
 def test_admin_actions_need_a_json_post_with_the_token_header(client):
-    ok_headers = {"X-Admin-Token": "tok"}
+    ok_headers = {"X-Admin-Token": TOKEN}
     assert client.post("/ui/api/promote", json={"version": "1"}).status_code == 401
     wrong = client.post("/ui/api/promote", json={"version": "1"}, headers={"X-Admin-Token": "x"})
     assert wrong.status_code == 403
