@@ -27,6 +27,7 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from mlcycle.core.prediction_log import build_batch, build_rows
+from mlcycle.core.signing import SignatureError
 from serving import feedback, protocols, rundir
 from serving.admission import Admission, ServerSlots, drain
 from serving.auth import require_admin, require_api_key
@@ -91,8 +92,11 @@ class Serving:
         if self.run_dir:
             rundir.mark_ready(self.run_dir, new.version)
 
-    def _on_load_failure(self, version: str) -> None:
+    def _on_load_failure(self, version: str, exc: Exception) -> None:
         self.metrics.load_failures.labels(version).inc()
+        reason = getattr(exc, "reason", None) if isinstance(exc, SignatureError) else None
+        if reason:
+            self.metrics.model_refused.labels(version, reason).inc()
 
     def all_workers_ready(self) -> bool:
         """True when this worker and (under the launcher) every sibling worker has a model."""

@@ -121,7 +121,8 @@ def models_page() -> Response:
     client = mlflow.MlflowClient()
     error, rows, events = None, [], []
     try:
-        rows = models.version_rows(client, settings.model_name, svc.version if svc else None, ui)
+        serving_version = svc.version if svc else None
+        rows = models.version_rows(client, settings.model_name, serving_version, ui, _refused())
         events = list(reversed(history(settings.model_name, client)))[:20]
     except RegistryError as exc:
         error = str(exc)
@@ -136,6 +137,15 @@ def models_page() -> Response:
         admin_enabled=bool(settings.admin_token),
         mlflow_ui_url=ui,
     )
+
+
+def _refused() -> dict[str, str]:
+    """The version this worker refused to load (bad signature) and why, or nothing."""
+    serving = _serving()
+    error = serving.state.load_error if serving is not None else None
+    if error and error.get("refused"):
+        return {str(error["version"]): str(error["refused"])}
+    return {}
 
 
 @blueprint.get("/ui/monitoring")
