@@ -30,7 +30,7 @@ from mlcycle.core.prediction_log import build_batch, build_rows
 from mlcycle.core.signing import SignatureError
 from serving import feedback, protocols, rundir
 from serving.admission import Admission, ServerSlots, drain
-from serving.auth import require_admin, require_api_key
+from serving.auth import require_admin, require_api_key, require_ui
 from serving.errors import (
     ERROR_CODES,
     RequestError,
@@ -749,6 +749,11 @@ def _register_ops_routes(app: Flask, serving: Serving) -> None:
 
     @app.get("/metrics")
     def metrics():
+        if settings.ui_auth:  # scrapers send the admin token as a bearer, browsers the cookie
+            try:
+                require_ui(request.environ, settings.admin_token)
+            except RequestError as exc:
+                return _error(exc)
         if serving.predlog is not None:
             serving.metrics.queue_depth.set(serving.predlog.depth())
         body, ctype = render(settings.reports_dir)
