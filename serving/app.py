@@ -26,7 +26,7 @@ import orjson
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from mlcycle.core.prediction_log import build_batch, build_rows
+from mlcycle.core.prediction_log import LogPrivacy, build_batch, build_rows
 from mlcycle.core.signing import SignatureError
 from serving import feedback, protocols, rundir
 from serving.admission import Admission, ServerSlots, drain
@@ -69,6 +69,7 @@ class Serving:
         self.closed = False
         self.run_dir = launch.run_dir
         self._expected_workers = launch.workers
+        self.log_privacy = LogPrivacy.from_settings(settings)
         if settings.log_predictions:
             self.predlog = _prediction_log(settings, self.metrics)
         if model_service is not None:
@@ -533,9 +534,13 @@ class Predictor:
             return [], []
         names = svc.schema.names
         big = self.settings.log_batch_rows
-        if big > 0 and len(preds) >= big:
-            return [], [build_batch(rid, svc.name, svc.version, svc.run_id, names, arrays, preds)]
-        return build_rows(rid, svc.name, svc.version, svc.run_id, names, columns, preds), []
+        batch = big > 0 and len(preds) >= big
+        values = arrays if batch else columns
+        if self.serving.log_privacy is not None:  # hashed columns replaced, dropped left out
+            names, values = self.serving.log_privacy.protect(names, values, arrays)
+        if batch:
+            return [], [build_batch(rid, svc.name, svc.version, svc.run_id, names, values, preds)]
+        return build_rows(rid, svc.name, svc.version, svc.run_id, names, values, preds), []
 
     def _answer(
         self,
