@@ -182,7 +182,10 @@ class Settings(SharedSettings):
             problems.append("MLCYCLE_TLS_CERT and MLCYCLE_TLS_KEY: set both or neither")
         elif self.tls_cert and self.server != "granian":
             problems.append("MLCYCLE_TLS_CERT: TLS is served by granian (MLCYCLE_SERVER=granian)")
-        for variable, path in (("MLCYCLE_TLS_CERT", self.tls_cert), ("MLCYCLE_TLS_KEY", self.tls_key)):
+        for variable, path in (
+            ("MLCYCLE_TLS_CERT", self.tls_cert),
+            ("MLCYCLE_TLS_KEY", self.tls_key),
+        ):
             if path and not Path(path).is_file():
                 problems.append(f"{variable}: no such file: {path}")
         found = [p for p in problems if p]

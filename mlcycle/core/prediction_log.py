@@ -388,7 +388,9 @@ class LogPrivacy:
         key: the HMAC key (required with `hash_columns`).
     """
 
-    def __init__(self, hash_columns: tuple[str, ...], drop_columns: tuple[str, ...], key: str | None):
+    def __init__(
+        self, hash_columns: tuple[str, ...], drop_columns: tuple[str, ...], key: str | None
+    ):
         if hash_columns and not key:
             raise ValueError("hashed log columns need a key (MLCYCLE_LOG_HASH_KEY)")
         self.hash_columns = frozenset(hash_columns)

@@ -346,6 +346,14 @@ def _registry_action(action: str) -> Response:
             entry = rollback(name, reason, by)
     except RegistryError as exc:
         return _json_error(RequestError(str(exc)))
+    except Exception as exc:
+        if getattr(exc, "error_code", None) != "PERMISSION_DENIED":
+            raise
+        hint = (
+            "MLflow refused the change: this server's MLflow user (MLFLOW_TRACKING_USERNAME) "
+            "may only read the registry; promote as the promoter (`mlcycle promote`)"
+        )
+        return _json_error(RequestError(hint, 403))
     serving = _serving()
     if serving is not None and getattr(serving, "watcher", None) is not None:
         serving.watcher.trigger()

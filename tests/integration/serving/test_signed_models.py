@@ -1,8 +1,9 @@
 """Signed models end to end: training signs, a real server verifies before it loads.
 
-In: the trained store's copy; its version signed with a key, a second version trained with
-`MLCYCLE_SIGNING_KEY` set (so the pipeline signs it), whose `weights.npz` in the artifact store
-is then rewritten with other, loadable weights; a third version registered unsigned. Out: a
+In: the trained store's copy; its version signed with a key (`mlcycle sign`), a second version
+trained with `MLCYCLE_SIGNING_KEY` set (so the pipeline signs it), whose `weights.npz` in the
+artifact store is then rewritten with other, loadable weights; a third version registered
+unsigned. Out: a
 server with the key keeps serving the first version when either is promoted, says why in
 `/health`, the log and `mlcycle_model_refused_total{reason}`, and the Models page shows it.
 """
@@ -57,13 +58,16 @@ def test_tampered_and_unsigned_versions_are_refused_and_the_signed_one_keeps_ser
     store_copy, train_another_version, start_server, example_rows, tmp_path, monkeypatch
 ):
     import mlflow
+    from typer.testing import CliRunner
 
+    from mlcycle.cli import app
     from mlcycle.core.registry import promote
-    from mlcycle.core.signing import SIGNATURE_TAG, sign_version
+    from mlcycle.core.signing import SIGNATURE_TAG
 
     name, client = store_copy.model_name, mlflow.MlflowClient()
-    sign_version(client, name, store_copy.version, KEY)
     monkeypatch.setenv("MLCYCLE_SIGNING_KEY", KEY)
+    signed = CliRunner().invoke(app, ["sign", name, store_copy.version])
+    assert signed.exit_code == 0 and f"v{store_copy.version} signed" in signed.output
     trained = train_another_version(promote_margin=1.0)
     assert client.get_model_version(name, trained).tags[SIGNATURE_TAG].startswith("hmac-sha256")
     monkeypatch.delenv("MLCYCLE_SIGNING_KEY")

@@ -141,7 +141,9 @@ def test_empty_means_unset_and_renamed_variables_are_read(monkeypatch):
     monkeypatch.setenv("MLCYCLE_MODEL_ALIAS", "")
     monkeypatch.setenv("MLCYCLE_MODEL_STAGE", "Staging")
     monkeypatch.setenv("MLCYCLE_PREDICTION_LOG_WAIT_S", "7.5")
-    monkeypatch.setenv("MLCYCLE_API_KEYS", " key-one-0123456789abcdefgh, ,key-two-0123456789abcdefgh ")
+    monkeypatch.setenv(
+        "MLCYCLE_API_KEYS", " key-one-0123456789abcdefgh, ,key-two-0123456789abcdefgh "
+    )
     monkeypatch.setenv("MLCYCLE_DRIFT_WORKER", "false")
     monkeypatch.setenv("MLCYCLE_DRIFT_NUM_METHOD", "  ")
     serving = ServingSettings.load()
