@@ -95,9 +95,8 @@ class Serving:
 
     def _on_load_failure(self, version: str, exc: Exception) -> None:
         self.metrics.load_failures.labels(version).inc()
-        reason = getattr(exc, "reason", None) if isinstance(exc, SignatureError) else None
-        if reason:
-            self.metrics.model_refused.labels(version, reason).inc()
+        if isinstance(exc, SignatureError):
+            self.metrics.model_refused.labels(version, exc.reason).inc()
 
     def all_workers_ready(self) -> bool:
         """True when this worker and (under the launcher) every sibling worker has a model."""

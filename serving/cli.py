@@ -211,6 +211,7 @@ def launch(target: str, settings: Settings, host: str, port: int, factory: bool 
     env = dict(os.environ)
     env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # verified loads download
     for knob in _BLAS_THREADS:  # the workers are the parallelism: one BLAS thread each
         env.setdefault(knob, "1")
     env.setdefault("MALLOC_ARENA_MAX", "2")  # request threads' freed memory is reused
