@@ -298,7 +298,24 @@ def render_report(
     """
     snapshot, result = run_report(current, reference, ref, settings)
     snapshot.save_html(str(html))
+    if ref.not_judged:
+        _note_not_judged(html, ref.not_judged)
     return result
+
+
+def _note_not_judged(html: Path, columns: list[str]) -> None:
+    """Say at the top of the report which input columns it could not judge (not logged)."""
+    from html import escape
+
+    note = (
+        '<p style="margin:8px;padding:8px;background:#fff4e5;font-family:sans-serif">'
+        "Not judged: input columns left out of the prediction log (MLCYCLE_LOG_DROP_COLUMNS): "
+        f"{escape(', '.join(columns))}</p>"
+    )
+    text = html.read_text(encoding="utf-8")
+    at = text.find("<body")
+    at = text.find(">", at) + 1 if at >= 0 else 0
+    html.write_text(text[:at] + note + text[at:], encoding="utf-8")
 
 
 _WORKER_MAIN = "from monitoring.drift import serve_worker; serve_worker()"

@@ -24,9 +24,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from mlcycle.core.logdb import LogError
+from mlcycle.core.prediction_log import LogPrivacy
 from monitoring.drift import DriftResult, ReportWorker
 from monitoring.logreader import LogWindow, read_window
-from monitoring.reference import ModelRef, ModelRefError, coerce, load_reference, resolve_model
+from monitoring.reference import (
+    ModelRef,
+    ModelRefError,
+    coerce,
+    load_reference,
+    private_reference,
+    resolve_model,
+)
 from monitoring.settings import Settings, get_settings
 from monitoring.windows import Window, WindowError
 
@@ -111,6 +119,8 @@ def build_summary(
         "n_columns": len(result.columns),
         "drifted_columns": result.drifted_columns,
         "columns": columns,
+        "columns_not_judged": ref.not_judged,
+        "columns_hashed": ref.hashed,
         "prediction_drift": result.prediction.as_dict() if result.prediction else None,
         "html": f"{report_id}.html",
         "json": f"{report_id}.json",
@@ -214,6 +224,9 @@ def _check(
     try:
         ref = resolve_model(model_name or settings.model_name, model_version)
         reference = load_reference(ref, settings.sample_rows, settings.seed)
+        privacy = LogPrivacy.from_settings(settings)
+        if privacy is not None:
+            reference = private_reference(ref, reference, privacy)
         _lap("registry + reference", started)
         logged = read_window(
             settings.prediction_log_url,
@@ -264,9 +277,11 @@ def describe(summary: dict, settings: Settings) -> str:
     head = "DRIFT" if summary["dataset_drift"] else "no drift"
     names = ", ".join(summary["drifted_columns"]) or "none"
     report = settings.reports_dir / summary["html"]
+    skipped = summary.get("columns_not_judged") or []
+    unjudged = f"; not judged (left out of the log): {', '.join(skipped)}" if skipped else ""
     return (
         f"{head}: {summary['model_name']} v{summary['model_version']}, "
         f"{summary['window']['description']} ({summary['rows']['window']} rows): "
         f"{n_drift}/{n_cols} columns drifted (share {summary['drift_share']:.2f} {op} "
-        f"{summary['drift_share_threshold']:.2f}): {names}; report: {report}"
+        f"{summary['drift_share_threshold']:.2f}): {names}{unjudged}; report: {report}"
     )

@@ -7,7 +7,8 @@ sample as a DataFrame (input columns plus `prediction`).
 
 Column types come from the model signature (`string`/`boolean` -> categorical, numbers ->
 numerical), so a run never guesses them from the data; the reference's dtypes are the fallback
-for models without a signature.
+for models without a signature. With private log columns (`private_reference`), a hashed
+column is judged as a category on hashed values of both sides, and a dropped one is not judged.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class ModelRef:
         reference_uri: URI of the reference sample.
         numerical: numerical input columns, signature order.
         categorical: categorical input columns, signature order.
+        not_judged: input columns the prediction log leaves out (`MLCYCLE_LOG_DROP_COLUMNS`).
+        hashed: input columns compared as keyed hashes (`MLCYCLE_LOG_HASH_COLUMNS`).
     """
 
     name: str
@@ -49,6 +52,8 @@ class ModelRef:
     reference_uri: str
     numerical: list[str] = field(default_factory=list)
     categorical: list[str] = field(default_factory=list)
+    not_judged: list[str] = field(default_factory=list)
+    hashed: list[str] = field(default_factory=list)
 
     @property
     def columns(self) -> list[str]:
@@ -207,3 +212,25 @@ def coerce(frame: Any, ref: ModelRef) -> Any:
     if "prediction" in frame.columns:
         out["prediction"] = pd.to_numeric(frame["prediction"], errors="coerce").astype("float64")
     return pd.DataFrame(out)
+
+
+def private_reference(ref: ModelRef, reference: Any, privacy: Any) -> Any:
+    """The reference as the log holds its rows (`mlcycle.core.prediction_log.LogPrivacy`):
+    dropped columns leave `ref` (listed in `ref.not_judged`), hashed ones become categorical
+    columns of hashes (`ref.hashed`), so both sides are compared alike.
+
+    Raises:
+        ModelRefError: no input column is left to judge.
+    """
+    columns = ref.columns
+    ref.not_judged = [c for c in columns if c in privacy.drop_columns]
+    ref.hashed = [c for c in columns if c in privacy.hash_columns]
+    kept = [c for c in columns if c not in privacy.drop_columns]
+    ref.numerical = [c for c in ref.numerical if c in kept and c not in privacy.hash_columns]
+    ref.categorical = [c for c in kept if c not in ref.numerical]
+    if not ref.columns:
+        raise ModelRefError("every input column is left out of the log (MLCYCLE_LOG_DROP_COLUMNS)")
+    n_total = reference.attrs.get("n_total")
+    typed = coerce(privacy.frame(reference), ref)
+    typed.attrs["n_total"] = n_total
+    return typed

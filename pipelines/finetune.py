@@ -173,10 +173,32 @@ def rows_from_log(
         rows = read_labelled_inputs(log_url, name, end - since_s, end, columns)
     except LogError as exc:
         raise data_step.DataError(str(exc)) from None
+    _refuse_private(rows, columns)
     target = spec.get("target", "default")
     rows = rows.drop(columns=["model_version"]).rename(columns={"label": target})
     rows.attrs["target"] = target
     return rows
+
+
+def _refuse_private(rows: pd.DataFrame, columns: list[str]) -> None:
+    """Refuse logged rows whose inputs the log keeps hashed or left out (private columns):
+    a model cannot learn from them.
+
+    Raises:
+        DataError: naming the columns.
+    """
+    from mlcycle.core.prediction_log import HASH_PREFIX
+
+    private = []
+    for name in columns:
+        values = rows[name].dropna() if name in rows else pd.Series(dtype=object)
+        if len(rows) and (values.empty or values.astype(str).str.startswith(HASH_PREFIX).any()):
+            private.append(name)
+    if private:
+        raise data_step.DataError(
+            f"the log holds {', '.join(private)} hashed or not at all (MLCYCLE_LOG_HASH_COLUMNS, "
+            "MLCYCLE_LOG_DROP_COLUMNS): fine-tune from a CSV of the raw labelled rows (--data)"
+        )
 
 
 def resolve_parent(client, name: str, parent: str) -> str:

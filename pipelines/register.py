@@ -3,7 +3,8 @@
 In: the logged model's URI, its run, its version tags, the labelled rows to judge it on (the
 challenger's test split, plus optionally the most recent labelled live rows), the registered
 model name and the promotion margin. Out: a new registry version tagged `mlcycle.source_run_id`
-and the given tags (`mlcycle.val_auc`, ...), moved to Staging; then the gate scores the
+and the given tags (`mlcycle.val_auc`, ...), signed with `MLCYCLE_SIGNING_KEY` when set
+(`mlcycle.core.signing`, tag `mlcycle.signature`), moved to Staging; then the gate scores the
 challenger and the production version (both loaded from the registry, `models:/<name>/<v>`) on
 the same rows and promotes the challenger (stage + alias, via `mlcycle.core.registry.promote`)
 only if there is no production version or its AUC beats production's by more than the margin.
@@ -28,7 +29,9 @@ import numpy as np
 import pandas as pd
 
 from mlcycle.core import registry
+from mlcycle.core.signing import sign_version
 from pipelines import evaluate
+from pipelines.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -340,5 +343,10 @@ def register(
     version = str(mv.version)
     for key, value in (tags | {"mlcycle.source_run_id": run_id}).items():
         client.set_model_version_tag(name, version, key, value)
+    signing_key = get_settings().signing_key
+    if signing_key:
+        sign_version(client, name, version, signing_key)
+    else:
+        log.info("%s version %s registered unsigned (no MLCYCLE_SIGNING_KEY)", name, version)
     registry.promote(name, version, "staging", f"trained in run {run_id}", client=client)
     return gate(client, name, version, rows, target, margin, live, note)

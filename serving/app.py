@@ -26,10 +26,11 @@ import orjson
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from mlcycle.core.prediction_log import build_batch, build_rows
+from mlcycle.core.prediction_log import LogPrivacy, build_batch, build_rows
+from mlcycle.core.signing import SignatureError
 from serving import feedback, protocols, rundir
 from serving.admission import Admission, ServerSlots, drain
-from serving.auth import require_admin, require_api_key
+from serving.auth import require_admin, require_api_key, require_ui
 from serving.errors import (
     ERROR_CODES,
     RequestError,
@@ -68,6 +69,7 @@ class Serving:
         self.closed = False
         self.run_dir = launch.run_dir
         self._expected_workers = launch.workers
+        self.log_privacy = LogPrivacy.from_settings(settings)
         if settings.log_predictions:
             self.predlog = _prediction_log(settings, self.metrics)
         if model_service is not None:
@@ -91,8 +93,10 @@ class Serving:
         if self.run_dir:
             rundir.mark_ready(self.run_dir, new.version)
 
-    def _on_load_failure(self, version: str) -> None:
+    def _on_load_failure(self, version: str, exc: Exception) -> None:
         self.metrics.load_failures.labels(version).inc()
+        if isinstance(exc, SignatureError):
+            self.metrics.model_refused.labels(version, exc.reason).inc()
 
     def all_workers_ready(self) -> bool:
         """True when this worker and (under the launcher) every sibling worker has a model."""
@@ -529,9 +533,13 @@ class Predictor:
             return [], []
         names = svc.schema.names
         big = self.settings.log_batch_rows
-        if big > 0 and len(preds) >= big:
-            return [], [build_batch(rid, svc.name, svc.version, svc.run_id, names, arrays, preds)]
-        return build_rows(rid, svc.name, svc.version, svc.run_id, names, columns, preds), []
+        batch = big > 0 and len(preds) >= big
+        values = arrays if batch else columns
+        if self.serving.log_privacy is not None:  # hashed columns replaced, dropped left out
+            names, values = self.serving.log_privacy.protect(names, values, arrays)
+        if batch:
+            return [], [build_batch(rid, svc.name, svc.version, svc.run_id, names, values, preds)]
+        return build_rows(rid, svc.name, svc.version, svc.run_id, names, values, preds), []
 
     def _answer(
         self,
@@ -745,6 +753,11 @@ def _register_ops_routes(app: Flask, serving: Serving) -> None:
 
     @app.get("/metrics")
     def metrics():
+        if settings.ui_auth:  # scrapers send the admin token as a bearer, browsers the cookie
+            try:
+                require_ui(request.environ, settings.admin_token)
+            except RequestError as exc:
+                return _error(exc)
         if serving.predlog is not None:
             serving.metrics.queue_depth.set(serving.predlog.depth())
         body, ctype = render(settings.reports_dir)

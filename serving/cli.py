@@ -44,6 +44,7 @@ def server_command(
     threads: int,
     factory: bool = True,
     drain_s: int = 10,
+    tls: tuple[str, str] | None = None,
 ) -> list[str]:
     """The command line that runs a WSGI app under the chosen server.
 
@@ -57,6 +58,7 @@ def server_command(
         factory: whether `target` is a factory to call.
         drain_s: once stopped, seconds a worker may take to finish its requests before the
             server kills it.
+        tls: (certificate, PKCS#8 private key) PEM files to serve HTTPS with (granian only).
 
     Returns:
         argv for `subprocess`.
@@ -82,8 +84,12 @@ def server_command(
             "--workers-kill-timeout",
             str(drain_s),
         ]
+        if tls:
+            cmd += ["--ssl-certificate", tls[0], "--ssl-keyfile", tls[1]]
         return [*cmd, "--factory", target] if factory else [*cmd, target]
     if server == "gunicorn":
+        if tls:
+            raise typer.BadParameter("TLS is served by granian: use --server granian")
         app = f"{target}()" if factory else target
         cmd = [
             str(bindir / "gunicorn"),
@@ -121,6 +127,12 @@ def serve(
     grpc_port: int = typer.Option(
         None, min=1, max=65535, help="Also serve OIP v2 over gRPC on this port [env, off]."
     ),
+    tls_cert: Path = typer.Option(
+        None, help="PEM certificate: serve HTTPS (with --tls-key) [env MLCYCLE_TLS_CERT]."
+    ),
+    tls_key: Path = typer.Option(
+        None, help="PEM private key (PKCS#8) of --tls-cert [env MLCYCLE_TLS_KEY]."
+    ),
 ) -> None:
     """Serve the production model over HTTP (and gRPC with --grpc-port) until interrupted."""
     from serving.settings import Settings, SettingsError
@@ -137,6 +149,8 @@ def serve(
         "cache": cache,
         "prediction_log_url": prediction_log_url,
         "grpc_port": grpc_port,
+        "tls_cert": str(tls_cert) if tls_cert else None,
+        "tls_key": str(tls_key) if tls_key else None,
     }
     try:
         settings = Settings.load(**{k: v for k, v in options.items() if v is not None})
@@ -197,6 +211,7 @@ def launch(target: str, settings: Settings, host: str, port: int, factory: bool 
     env = dict(os.environ)
     env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # verified loads download
     for knob in _BLAS_THREADS:  # the workers are the parallelism: one BLAS thread each
         env.setdefault(knob, "1")
     env.setdefault("MALLOC_ARENA_MAX", "2")  # request threads' freed memory is reused
@@ -204,9 +219,11 @@ def launch(target: str, settings: Settings, host: str, port: int, factory: bool 
     server, workers, threads = settings.server, settings.workers, settings.threads
     delay_s, grace_s = settings.shutdown_delay_s, settings.shutdown_grace_s
     drain = max(1, int(drain_s(delay_s, grace_s)))
-    cmd = server_command(server, target, host, port, workers, threads, factory, drain)
+    tls = (settings.tls_cert, settings.tls_key) if settings.tls_cert and settings.tls_key else None
+    cmd = server_command(server, target, host, port, workers, threads, factory, drain, tls)
     log.info(
-        "serving on http://%s:%d with %s, %d workers x %d threads",
+        "serving on %s://%s:%d with %s, %d workers x %d threads",
+        "https" if tls else "http",
         host,
         port,
         server,

@@ -60,6 +60,11 @@ class Metrics:
         self.load_failures = Counter(
             "mlcycle_model_load_failures", "Model versions that failed to load.", ["model_version"]
         )
+        self.model_refused = Counter(
+            "mlcycle_model_refused",
+            "Versions refused before loading: unsigned, or changed after signing.",
+            ["model_version", "reason"],
+        )
         self.queue_depth = Gauge(
             "mlcycle_prediction_log_queue_depth",
             "Prediction-log requests waiting for the writer.",

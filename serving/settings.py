@@ -11,6 +11,7 @@ Nothing is read at import.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import AliasChoices, Field, model_validator
@@ -23,6 +24,7 @@ from mlcycle.core.settings import (
     MlcycleSettings,
     SettingsError,
     SharedSettings,
+    weak_secret,
 )
 from serving import rundir
 
@@ -46,9 +48,20 @@ class Settings(SharedSettings):
     model_uri: str | None = None
     """Serve this fixed model URI instead of following the registry."""
     admin_token: str | None = None
-    """Token of the admin routes (`X-Admin-Token`); unset: they refuse."""
+    """Token of the admin routes (`X-Admin-Token`); unset: they refuse. At least 24
+    characters, not a documented placeholder (else the server does not start)."""
     api_keys: CommaList = ()
-    """Keys of the prediction routes (`X-API-Key` or `Authorization: Bearer`); empty: open."""
+    """Keys of the prediction routes (`X-API-Key` or `Authorization: Bearer`); empty: open.
+    Each at least 24 characters, not a documented placeholder."""
+    ui_auth: Flag = False
+    """Require the admin token for the web pages (`/`, `/ui/*`) and `/metrics` too (a login
+    form sets an HttpOnly, SameSite=Strict cookie; scrapers send the token as a bearer);
+    without `MLCYCLE_ADMIN_TOKEN` they then refuse."""
+    tls_cert: str | None = None
+    """PEM certificate (chain) to serve HTTPS with (also `--tls-cert`; needs `MLCYCLE_TLS_KEY`;
+    granian only)."""
+    tls_key: str | None = None
+    """PEM private key of `MLCYCLE_TLS_CERT` (also `--tls-key`)."""
     poll_interval: float = Field(2.0, gt=0)
     """Seconds between registry checks."""
     max_body_bytes: int = Field(16 * MiB, ge=1)
@@ -146,7 +159,8 @@ class Settings(SharedSettings):
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
-        """Refuse combinations of values that cannot work together."""
+        """Refuse combinations of values that cannot work together, and weak secrets."""
+        self._check_secrets()
         if self.load_retry_max_s < self.load_retry_min_s:
             raise ValueError(
                 f"MLCYCLE_LOAD_RETRY_MAX_S ({self.load_retry_max_s:g}) must be at least "
@@ -160,6 +174,23 @@ class Settings(SharedSettings):
                 f"{SHUTDOWN_SLACK_S:g} s to stop + {MIN_DRAIN_S:g} s for requests in flight"
             )
         return self
+
+    def _check_secrets(self) -> None:
+        problems = [weak_secret("MLCYCLE_ADMIN_TOKEN", self.admin_token)]
+        problems += [weak_secret("MLCYCLE_API_KEYS", key) for key in self.api_keys]
+        if bool(self.tls_cert) != bool(self.tls_key):
+            problems.append("MLCYCLE_TLS_CERT and MLCYCLE_TLS_KEY: set both or neither")
+        elif self.tls_cert and self.server != "granian":
+            problems.append("MLCYCLE_TLS_CERT: TLS is served by granian (MLCYCLE_SERVER=granian)")
+        for variable, path in (
+            ("MLCYCLE_TLS_CERT", self.tls_cert),
+            ("MLCYCLE_TLS_KEY", self.tls_key),
+        ):
+            if path and not Path(path).is_file():
+                problems.append(f"{variable}: no such file: {path}")
+        found = [p for p in problems if p]
+        if found:
+            raise ValueError("\n".join(found))
 
 
 class LauncherSettings(MlcycleSettings):

@@ -7,19 +7,25 @@ assignment, so a request that already holds the old `ModelService` finishes on i
 A version that fails to load is logged, counted in `mlcycle_model_load_failures_total`, shown
 in the readiness detail (attempts, next try) and tried again after `load_retry_min_s`, then
 twice as long each time up to `load_retry_max_s`, while the old version keeps serving; an
-unreachable registry is retried on the next poll.
+unreachable registry is retried on the next poll. With `MLCYCLE_SIGNING_KEY` set, the loader
+downloads a version, checks its files against its signature (`mlcycle.core.signing`) and
+loads it from that same folder; a version that is unsigned or was changed after signing is
+refused like a failed load (the readiness detail's `last_load_error` has its `refused`
+reason, `mlcycle_model_refused_total{reason}` counts it).
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlcycle.core.signing import SIGNATURE_TAG, SignatureError, verify
 from serving import rundir
 from serving.model import ModelService
 from serving.settings import Settings
@@ -84,7 +90,7 @@ class ModelWatcher:
         loader: loads a version (raises when it cannot).
         resolver: `resolve(seen) -> (version, seen)`: the version that should serve.
         on_swap: called with (new, old) after each swap.
-        on_failure: called with the version after each failed load.
+        on_failure: called with the version and the exception after each failed load.
         run_dir: the launcher's run folder, shared by the server's workers (None: alone).
     """
 
@@ -95,7 +101,7 @@ class ModelWatcher:
         loader: Loader,
         resolver: Resolver,
         on_swap: Callable[[ModelService, ModelService | None], None] | None = None,
-        on_failure: Callable[[str], None] | None = None,
+        on_failure: Callable[[str, Exception], None] | None = None,
         run_dir: str | None = None,
     ) -> None:
         self.state = state
@@ -247,6 +253,8 @@ class ModelWatcher:
             "attempts": attempts,
             "next_retry_at": now + wait,
         }
+        if isinstance(exc, SignatureError):
+            self.state.load_error["refused"] = exc.reason
         log.error(
             "loading %s version %s failed (attempt %d); still serving %s; next try in %.1fs: %s",
             self.settings.model_name,
@@ -257,7 +265,7 @@ class ModelWatcher:
             exc,
         )
         if self._on_failure:
-            self._on_failure(version)
+            self._on_failure(version, exc)
 
 
 def registry_resolver(settings: Settings) -> Resolver:
@@ -340,17 +348,22 @@ class _SkipUnchanged:
 
 
 def mlflow_loader(settings: Settings) -> Loader:
-    """Load a registry version (or `MLCYCLE_MODEL_URI`) with `mlflow.pyfunc.load_model`."""
+    """Load a registry version (or `MLCYCLE_MODEL_URI`) with `mlflow.pyfunc.load_model`;
+    with a signing key, only after its files passed `verify` (`SignatureError` otherwise)."""
     import mlflow
 
     def load(version: str) -> ModelService:
         if settings.model_uri:
-            uri, run_id, label = settings.model_uri, "", settings.model_uri
+            uri, run_id, label, signed = settings.model_uri, "", settings.model_uri, None
         else:
             uri = f"models:/{settings.model_name}/{version}"
             mv = mlflow.MlflowClient().get_model_version(settings.model_name, version)
             run_id, label = mv.run_id or "", version
-        model = mlflow.pyfunc.load_model(uri)
+            signed = (mv.tags or {}).get(SIGNATURE_TAG)
+        if settings.signing_key:
+            model = _verified_load(uri, signed, settings.signing_key)
+        else:
+            model = mlflow.pyfunc.load_model(uri)
         return ModelService(
             model,
             settings.model_name,
@@ -365,3 +378,14 @@ def mlflow_loader(settings: Settings) -> Loader:
         )
 
     return load
+
+
+def _verified_load(uri: str, signed: str | None, key: str):
+    """Download `uri`, verify the folder against `signed` and load the model from it: the
+    files checked are the files loaded (the model reads its artifacts while loading)."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory(prefix="mlcycle-load-") as tmp:
+        local = mlflow.artifacts.download_artifacts(uri, dst_path=tmp)
+        verify(Path(local), signed, key)
+        return mlflow.pyfunc.load_model(local)

@@ -31,7 +31,7 @@ from typing import Any
 import requests
 
 TINY = {"rows": 2_000, "epochs": 2, "hidden": (16,)}  # a model trained in ~10 s on 2 cores
-ADMIN = "test-admin-token"
+ADMIN = "test-admin-token-0123456789abcdef"
 SERVING = ("serving",)  # `python -m serving`: the launcher
 MLCYCLE_SERVE = ("mlcycle", "serve")  # the command users run
 

@@ -19,6 +19,12 @@ Tables (SQLite file or any SQLAlchemy database, e.g. PostgreSQL):
   replaces the old one when it differs (a correction) and leaves the row alone when it is the
   same (`ts` stays that of the first receipt), so sending a file twice changes nothing.
 
+Private columns (`LogPrivacy`, from `MLCYCLE_LOG_HASH_COLUMNS`, `MLCYCLE_LOG_DROP_COLUMNS`): a
+hashed column holds `hmac-<32 hex>` (HMAC-SHA256 keyed by `MLCYCLE_LOG_HASH_KEY` over the
+value's text, numbers written as Python floats) instead of the value, the same for the same
+value and key, so readers compare it with a reference hashed alike (`LogPrivacy.frame`); a
+dropped column is absent from `inputs` and from batches (readers see it missing).
+
 In: scored rows as column values and predictions; labels. Out: row tuples in `ROW_COLUMNS` /
 `BATCH_COLUMNS` / `LABEL_COLUMNS` order, DDL, insert (labels: upsert) statements, and the
 decoders readers use.
@@ -26,6 +32,8 @@ decoders readers use.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
 from functools import lru_cache
 from typing import Any
@@ -58,6 +66,7 @@ BATCH_COLUMNS = (
 )
 WRITER_COLUMNS = ("writer", "ts")
 LABEL_COLUMNS = ("request_id", "row", "label", "ts")
+HASH_PREFIX = "hmac-"
 
 
 def tables(metadata: Any = None) -> tuple[Any, Any, Any, Any]:
@@ -368,3 +377,83 @@ def _to_numpy(column: Any) -> Any:
     if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
         return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
     return column.to_numpy(zero_copy_only=False)
+
+
+class LogPrivacy:
+    """Which input columns the log keeps only as a keyed hash, and which it leaves out.
+
+    Args:
+        hash_columns: columns stored as `hmac-<hex>`.
+        drop_columns: columns not stored.
+        key: the HMAC key (required with `hash_columns`).
+    """
+
+    def __init__(
+        self, hash_columns: tuple[str, ...], drop_columns: tuple[str, ...], key: str | None
+    ):
+        if hash_columns and not key:
+            raise ValueError("hashed log columns need a key (MLCYCLE_LOG_HASH_KEY)")
+        self.hash_columns = frozenset(hash_columns)
+        self.drop_columns = frozenset(drop_columns)
+        self._key = (key or "").encode()
+        self.hash_value = lru_cache(maxsize=65_536)(self._hash)
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> LogPrivacy | None:
+        """The privacy of `settings` (`SharedSettings`), or None when no column is private."""
+        if not settings.log_hash_columns and not settings.log_drop_columns:
+            return None
+        return cls(settings.log_hash_columns, settings.log_drop_columns, settings.log_hash_key)
+
+    def _hash(self, value: Any) -> str | None:
+        """`hmac-<hex>` of one value; missing values (None, NaN) stay missing."""
+        if value is None or value != value:
+            return None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            text = repr(float(value))
+        else:
+            text = str(value)
+        mac = hmac.new(self._key, text.encode(), hashlib.sha256).hexdigest()[:32]
+        return HASH_PREFIX + mac
+
+    def kept(self, names: tuple[str, ...]) -> tuple[str, ...]:
+        """The columns of `names` the log stores."""
+        return tuple(n for n in names if n not in self.drop_columns)
+
+    def protect(self, names: tuple[str, ...], values: dict, arrays: dict) -> tuple[tuple, dict]:
+        """The columns to log for one request: dropped ones left out, hashed ones replaced.
+
+        Args:
+            names: input columns, in schema order.
+            values: what `build_rows` or `build_batch` would log (lists or arrays).
+            arrays: the request's validated columns (hashes are taken of these, so a number
+                sent as `3` or `"3"` hashes alike).
+
+        Returns:
+            (the kept names, their values), for `build_rows` / `build_batch`.
+        """
+        import numpy as np
+
+        kept = self.kept(names)
+        out = {}
+        for name in kept:
+            if name in self.hash_columns:
+                out[name] = np.array(self._hash_all(arrays[name]), dtype=object)
+            else:
+                out[name] = values[name]
+        return kept, out
+
+    def _hash_all(self, values: Any) -> list:
+        import numpy as np
+
+        if hasattr(values, "codes") and hasattr(values, "categories"):  # pandas.Categorical
+            hashed = [self.hash_value(c) for c in values.categories.tolist()]
+            return [hashed[i] if i >= 0 else None for i in np.asarray(values.codes).tolist()]
+        return [self.hash_value(v) for v in np.asarray(values).tolist()]
+
+    def frame(self, frame: Any) -> Any:
+        """A copy of a DataFrame (a reference sample) as the log would hold its columns."""
+        out = frame.drop(columns=[c for c in frame.columns if c in self.drop_columns])
+        for name in self.hash_columns & set(out.columns):
+            out[name] = self._hash_all(out[name].astype(object).where(out[name].notna(), None))
+        return out

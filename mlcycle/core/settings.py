@@ -29,6 +29,7 @@ from pydantic import (
     ValidationError,
     WrapValidator,
     field_validator,
+    model_validator,
 )
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -39,6 +40,13 @@ MODEL_NAME = "credit-risk"
 TRUE_WORDS = ("true", "1", "yes", "on")
 FALSE_WORDS = ("false", "0", "no", "off")
 BOOL_ACCEPTS = "one of true/false/1/0/yes/no/on/off"
+MIN_SECRET_CHARS = 24
+"""Fewest characters of a secret: admin token, API keys, signing and log-hash keys."""
+PLACEHOLDERS = frozenset(
+    {"demo-admin-token", "demo-key", "change-me", "changeme", "secret", "password", "admin"}
+)
+"""Documented example values refused as secrets, as are values starting `change-me` or
+`replace-me` (the placeholders of `.env.example` and the Kubernetes Secrets)."""
 
 S = TypeVar("S", bound="MlcycleSettings")
 
@@ -76,6 +84,22 @@ def parse_bool(value: object) -> bool:
         if word in FALSE_WORDS:
             return False
     raise ValueError(BOOL_ACCEPTS)
+
+
+def weak_secret(variable: str, value: str | None) -> str | None:
+    """Why `value` cannot serve as the secret `variable`, in one line; None when it can (or
+    is unset). The line names the variable and never shows the value."""
+    if value is None:
+        return None
+    word = value.strip().lower()
+    if word in PLACEHOLDERS or word.startswith(("change-me", "changeme", "replace-me")):
+        return f"{variable}: must not be a documented placeholder; set a random secret"
+    if len(value) < MIN_SECRET_CHARS:
+        return (
+            f"{variable}: must be at least {MIN_SECRET_CHARS} characters, got {len(value)} "
+            "(e.g. `openssl rand -hex 24`)"
+        )
+    return None
 
 
 def _split(value: object) -> object:
@@ -174,12 +198,24 @@ class ModelSettings(MlcycleSettings):
     )
     """Registered model name."""
 
+    signing_key: str | None = Field(None, validation_alias="MLCYCLE_SIGNING_KEY")
+    """Key of the model signatures (HMAC-SHA256, at least 24 characters): training signs each
+    version it registers; serving, when set, loads only versions whose files match their
+    signature. Unset: versions are registered unsigned and served unchecked."""
+
     @field_validator("model_name")
     @classmethod
     def _registrable(cls, name: str) -> str:
         if not name.strip() or "/" in name or ":" in name:  # MLflow refuses these names
             raise ValueError("not a registered model name")
         return name
+
+    @model_validator(mode="after")
+    def _strong_signing_key(self) -> ModelSettings:
+        problem = weak_secret("MLCYCLE_SIGNING_KEY", self.signing_key)
+        if problem:
+            raise ValueError(problem)
+        return self
 
 
 class SharedSettings(ModelSettings):
@@ -194,6 +230,30 @@ class SharedSettings(ModelSettings):
     )
     """Drift reports, `index.json` and `drift.prom` (monitoring writes; serving serves
     `drift.prom` on `/metrics` and the reports on its web pages)."""
+    log_hash_columns: CommaList = Field((), validation_alias="MLCYCLE_LOG_HASH_COLUMNS")
+    """Input columns the prediction log stores as a keyed hash (HMAC-SHA256 with
+    `MLCYCLE_LOG_HASH_KEY`), never as sent; the drift job hashes the reference the same way,
+    so these columns are still judged (as categories)."""
+    log_hash_key: str | None = Field(None, validation_alias="MLCYCLE_LOG_HASH_KEY")
+    """Key of the hashed log columns (at least 24 characters; required with
+    `MLCYCLE_LOG_HASH_COLUMNS`). Serving and the drift job need the same key."""
+    log_drop_columns: CommaList = Field((), validation_alias="MLCYCLE_LOG_DROP_COLUMNS")
+    """Input columns left out of the prediction log (the drift report lists them as not
+    judged)."""
+
+    @model_validator(mode="after")
+    def _log_privacy(self) -> SharedSettings:
+        both = sorted(set(self.log_hash_columns) & set(self.log_drop_columns))
+        if both:
+            raise ValueError(
+                f"MLCYCLE_LOG_HASH_COLUMNS and MLCYCLE_LOG_DROP_COLUMNS both name {', '.join(both)}"
+            )
+        if self.log_hash_columns and not self.log_hash_key:
+            raise ValueError("MLCYCLE_LOG_HASH_KEY: must be set when MLCYCLE_LOG_HASH_COLUMNS is")
+        problem = weak_secret("MLCYCLE_LOG_HASH_KEY", self.log_hash_key)
+        if problem:
+            raise ValueError(problem)
+        return self
 
 
 def env_names(cls: type[BaseSettings], name: str) -> list[str]:

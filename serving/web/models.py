@@ -13,6 +13,8 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote
 
+from mlcycle.core.signing import SIGNATURE_TAG
+
 log = logging.getLogger(__name__)
 
 
@@ -33,6 +35,8 @@ class VersionRow:
     run_url: str = ""
     version_url: str = ""
     serving: bool = False
+    signed: bool = False
+    refused: str = ""
 
 
 def _time_text(millis: Any) -> str:
@@ -65,7 +69,11 @@ def _run_auc(client: Any, run_id: str) -> tuple[float | None, str]:
 
 
 def version_rows(
-    client: Any, name: str, serving_version: str | None, ui_url: str
+    client: Any,
+    name: str,
+    serving_version: str | None,
+    ui_url: str,
+    refused: dict[str, str] | None = None,
 ) -> list[VersionRow]:
     """All versions of `name`, newest first.
 
@@ -74,6 +82,7 @@ def version_rows(
         name: registered model name.
         serving_version: the version this server answers with now.
         ui_url: base URL of the MLflow UI (links), "" for none.
+        refused: versions this worker refused to load, with the reason (`unsigned`, ...).
 
     Returns:
         One row per version.
@@ -86,12 +95,15 @@ def version_rows(
             aliases.setdefault(str(version), []).append(alias)
     except Exception as exc:  # aliases are decoration; the table still renders
         log.debug("aliases of %s unreadable: %s", name, exc)
-    rows = [_row(client, name, v, aliases, serving_version, ui_url.rstrip("/")) for v in versions]
+    ui = ui_url.rstrip("/")
+    rows = [_row(client, name, v, aliases, serving_version, ui, refused or {}) for v in versions]
     rows.sort(key=lambda r: int(r.version) if r.version.isdigit() else 0, reverse=True)
     return rows
 
 
-def _row(client: Any, name: str, v: Any, aliases: dict, serving: str | None, ui: str) -> VersionRow:
+def _row(
+    client: Any, name: str, v: Any, aliases: dict, serving: str | None, ui: str, refused: dict
+) -> VersionRow:
     tags = dict(v.tags or {})
     run_id = str(tags.get("mlcycle.source_run_id") or v.run_id or "")
     auc = _float(tags.get("mlcycle.val_auc"))
@@ -115,4 +127,6 @@ def _row(client: Any, name: str, v: Any, aliases: dict, serving: str | None, ui:
         run_url=run_url,
         version_url=f"{ui}/#/models/{quote(name, safe='')}/versions/{version}" if ui else "",
         serving=serving is not None and version == str(serving),
+        signed=SIGNATURE_TAG in tags,
+        refused=refused.get(version, ""),
     )

@@ -5,6 +5,10 @@ worker serves, the registry watcher), the MLflow registry, the reports folder an
 prediction log. Out: HTML pages (Jinja, autoescaped; scripts only from /ui/static, enforced by
 a Content-Security-Policy), report files by id, and JSON under /ui/api/. Predictions themselves
 go from the browser to the public API (`POST /predict`, `POST /invocations`) on the same origin.
+Drift reports (Evidently HTML, which carries its own scripts) are served with
+`Content-Security-Policy: sandbox allow-scripts`: they run in an opaque origin, with no access
+to the pages' cookies, storage or API. With `MLCYCLE_UI_AUTH` every page needs a login
+(`/ui/login`, the admin token; `serving.auth.require_ui`).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from typing import Any
+from urllib.parse import quote
 
 from flask import (
     Blueprint,
@@ -19,12 +24,13 @@ from flask import (
     abort,
     current_app,
     jsonify,
+    redirect,
     render_template,
     request,
     send_file,
 )
 
-from serving.auth import require_admin
+from serving.auth import UI_COOKIE, UI_SESSION_S, require_admin, require_ui, ui_session
 from serving.errors import RequestError, request_id
 from serving.web import charts, forms, models, performance, reports
 from serving.web.live import LiveSampler
@@ -43,6 +49,8 @@ PAGE_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'self'"
 )
+REPORT_CSP = "sandbox allow-scripts"
+_OPEN = frozenset({"web.static", "web.login_page", "web.login"})
 _started = time.time()
 _samplers: dict[int, LiveSampler] = {}
 
@@ -99,6 +107,57 @@ def form_fields(svc: Any) -> list[forms.Field]:
     )
 
 
+@blueprint.before_request
+def _logged_in() -> Response | None:
+    """With `MLCYCLE_UI_AUTH`: pages without a session go to the login form, API calls get
+    the JSON 401/403."""
+    settings = _settings()
+    if not settings.ui_auth or request.endpoint in _OPEN:
+        return None
+    try:
+        require_ui(request.environ, settings.admin_token)
+    except RequestError as exc:
+        if request.method == "GET" and not request.path.startswith("/ui/api/"):
+            return redirect(f"/ui/login?next={quote(request.full_path.rstrip('?'))}", 303)
+        return _json_error(exc)
+    return None
+
+
+@blueprint.get("/ui/login")
+def login_page(error: str | None = None, status: int = 200) -> Response:
+    """The login form of `MLCYCLE_UI_AUTH` (the admin token)."""
+    resp = _page("login.html", next=_next_path(request.values.get("next")), error=error)
+    resp.status_code = status
+    return resp
+
+
+@blueprint.post("/ui/login")
+def login() -> Response:
+    """Check the admin token from the form; set the session cookie and go to `next`."""
+    settings = _settings()
+    try:
+        require_admin({"HTTP_X_ADMIN_TOKEN": request.form.get("token", "")}, settings.admin_token)
+    except RequestError as exc:
+        return login_page(exc.message, exc.status)
+    resp = redirect(_next_path(request.form.get("next")), 303)
+    resp.set_cookie(
+        UI_COOKIE,
+        ui_session(settings.admin_token),
+        max_age=UI_SESSION_S,
+        path="/",
+        httponly=True,
+        samesite="Strict",
+        secure=request.is_secure,
+    )
+    return resp
+
+
+def _next_path(value: str | None) -> str:
+    """A local path to go to after the login (anything else: the Predict page)."""
+    value = value or ""
+    return value if value.startswith("/") and not value.startswith(("//", "/\\")) else "/ui/"
+
+
 @blueprint.get("/")
 @blueprint.get("/ui/")
 @blueprint.get("/ui/predict")
@@ -121,7 +180,8 @@ def models_page() -> Response:
     client = mlflow.MlflowClient()
     error, rows, events = None, [], []
     try:
-        rows = models.version_rows(client, settings.model_name, svc.version if svc else None, ui)
+        serving_version = svc.version if svc else None
+        rows = models.version_rows(client, settings.model_name, serving_version, ui, _refused())
         events = list(reversed(history(settings.model_name, client)))[:20]
     except RegistryError as exc:
         error = str(exc)
@@ -136,6 +196,15 @@ def models_page() -> Response:
         admin_enabled=bool(settings.admin_token),
         mlflow_ui_url=ui,
     )
+
+
+def _refused() -> dict[str, str]:
+    """The version this worker refused to load (bad signature) and why, or nothing."""
+    serving = _serving()
+    error = serving.state.load_error if serving is not None else None
+    if error and error.get("refused"):
+        return {str(error["version"]): str(error["refused"])}
+    return {}
 
 
 @blueprint.get("/ui/monitoring")
@@ -185,6 +254,7 @@ def report(report_id: str) -> Response:
         abort(404)
     resp = send_file(path, mimetype="application/json" if suffix == ".json" else "text/html")
     resp.headers["X-Content-Type-Options"] = "nosniff"
+    resp.headers["Content-Security-Policy"] = REPORT_CSP
     return resp
 
 
@@ -276,6 +346,14 @@ def _registry_action(action: str) -> Response:
             entry = rollback(name, reason, by)
     except RegistryError as exc:
         return _json_error(RequestError(str(exc)))
+    except Exception as exc:
+        if getattr(exc, "error_code", None) != "PERMISSION_DENIED":
+            raise
+        hint = (
+            "MLflow refused the change: this server's MLflow user (MLFLOW_TRACKING_USERNAME) "
+            "may only read the registry; promote as the promoter (`mlcycle promote`)"
+        )
+        return _json_error(RequestError(hint, 403))
     serving = _serving()
     if serving is not None and getattr(serving, "watcher", None) is not None:
         serving.watcher.trigger()

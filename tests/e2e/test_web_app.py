@@ -31,7 +31,7 @@ from tests.helpers import (
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-TOKEN = "web-e2e-admin-token"
+TOKEN = "web-e2e-admin-token-0123456789"
 
 
 @pytest.fixture(scope="module")

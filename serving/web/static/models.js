@@ -7,7 +7,8 @@
   const tokenInput = document.getElementById("admin-token");
   const errorBox = document.getElementById("admin-error");
   const status = document.getElementById("admin-status");
-  tokenInput.value = sessionStorage.getItem("mlcycle.adminToken") || "";
+  // The token stays in this page's memory only (the input): never in sessionStorage or
+  // localStorage, where any script of the origin could read it later.
 
   async function servingVersion() {
     const resp = await fetch("/ui/api/serving", { cache: "no-store" });
@@ -33,7 +34,6 @@
       mlcycle.show(errorBox, "enter the admin token first");
       return;
     }
-    sessionStorage.setItem("mlcycle.adminToken", token);
     payload.reason = document.getElementById("admin-reason").value;
     payload.by = document.getElementById("admin-by").value;
     let resp;

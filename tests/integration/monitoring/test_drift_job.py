@@ -154,3 +154,36 @@ def test_could_not_judge_cases_exit_2(env: dict) -> None:
     assert result.exit_code == 2 and "150 logged" in result.output
     assert "500 rows of that name and version come from other runs" in result.output
     assert "Traceback" not in result.output
+
+
+def test_hashed_and_dropped_log_columns(env: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hashed categorical is still judged (the reference is hashed alike), a dropped column
+    is named as not judged, and the raw categories never reach the log."""
+    from mlcycle.core.prediction_log import LogPrivacy
+
+    key = "drift-hash-key-0123456789abcdef"
+    monkeypatch.setenv("MLCYCLE_LOG_HASH_COLUMNS", "employment_type")
+    monkeypatch.setenv("MLCYCLE_LOG_DROP_COLUMNS", "age")
+    monkeypatch.setenv("MLCYCLE_LOG_HASH_KEY", key)
+    privacy = LogPrivacy(("employment_type",), ("age",), key)
+    frame, preds = _clean(env)
+    _log(env, privacy.frame(frame), preds)
+    result = _drift("--last", "1000")
+    assert result.exit_code == 0, result.output
+    assert "not judged (left out of the log): age" in result.output
+    reports = env["root"] / "reports"
+    summary = json.loads((reports / "latest.json").read_text())
+    assert summary["columns_not_judged"] == ["age"] and "age" not in summary["columns"]
+    assert summary["columns_hashed"] == ["employment_type"]
+    assert summary["columns"]["employment_type"]["drifted"] is False
+    assert "Not judged" in (reports / summary["html"]).read_text()
+
+    shifted, preds = _clean(env, seed=2)
+    shifted["employment_type"] = shifted["employment_type"].iloc[0]  # one category only
+    _log(env, privacy.frame(shifted), preds)
+    result = _drift("--last", "1000")
+    summary = json.loads((reports / "latest.json").read_text())
+    assert summary["columns"]["employment_type"]["drifted"] is True, result.output
+    logged = (env["root"] / "log.db").read_bytes()
+    for category in set(frame["employment_type"]):
+        assert f'"{category}"'.encode() not in logged

@@ -141,12 +141,14 @@ def test_empty_means_unset_and_renamed_variables_are_read(monkeypatch):
     monkeypatch.setenv("MLCYCLE_MODEL_ALIAS", "")
     monkeypatch.setenv("MLCYCLE_MODEL_STAGE", "Staging")
     monkeypatch.setenv("MLCYCLE_PREDICTION_LOG_WAIT_S", "7.5")
-    monkeypatch.setenv("MLCYCLE_API_KEYS", " k1, ,k2 ")
+    monkeypatch.setenv(
+        "MLCYCLE_API_KEYS", " key-one-0123456789abcdefgh, ,key-two-0123456789abcdefgh "
+    )
     monkeypatch.setenv("MLCYCLE_DRIFT_WORKER", "false")
     monkeypatch.setenv("MLCYCLE_DRIFT_NUM_METHOD", "  ")
     serving = ServingSettings.load()
     assert (serving.workers, serving.model_alias, serving.log_wait_s) == (2, "staging", 7.5)
-    assert serving.api_keys == ("k1", "k2")
+    assert serving.api_keys == ("key-one-0123456789abcdefgh", "key-two-0123456789abcdefgh")
     monitoring = MonitoringSettings.load()
     assert (monitoring.report_worker, monitoring.num_method) == ("off", None)
 

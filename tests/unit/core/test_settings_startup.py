@@ -47,6 +47,17 @@ def _run(argv: list[str], env: dict[str, str], tmp_path) -> tuple[int, str, floa
             {"MLCYCLE_SHUTDOWN_DELAY_S": "10", "MLCYCLE_SHUTDOWN_GRACE_S": "12"},
             "MLCYCLE_SHUTDOWN_GRACE_S (12) must be at least 13",
         ),
+        (
+            ["-m", "mlcycle", "serve", "--port", "{port}"],
+            {"MLCYCLE_ADMIN_TOKEN": "short"},
+            "MLCYCLE_ADMIN_TOKEN: must be at least 24 characters, got 5",
+        ),
+        (
+            ["-m", "mlcycle", "serve", "--port", "{port}"],
+            {"MLCYCLE_API_KEYS": "change-me-api-key-0123456789"},
+            "MLCYCLE_API_KEYS: must not be a documented placeholder",
+        ),
+        (["-m", "mlcycle", "train"], {"MLCYCLE_SIGNING_KEY": "demo-key"}, "MLCYCLE_SIGNING_KEY"),
     ],
     ids=[
         "mlcycle-serve",
@@ -57,6 +68,9 @@ def _run(argv: list[str], env: dict[str, str], tmp_path) -> tuple[int, str, floa
         "mlcycle-train",
         "python-m-pipelines",
         "serve-cross-check",
+        "serve-short-admin-token",
+        "serve-placeholder-api-key",
+        "train-placeholder-signing-key",
     ],
 )
 def test_a_bad_value_stops_the_command_at_start_up_naming_it(argv, env, named, tmp_path):

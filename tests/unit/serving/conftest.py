@@ -14,7 +14,7 @@ def settings(tmp_path) -> Settings:
     return Settings(
         prediction_log_url=f"sqlite:///{tmp_path / 'predictions.db'}",
         reports_dir=str(tmp_path / "reports"),
-        admin_token="admin-secret",
+        admin_token="admin-secret-0123456789abcdef",
         start_watcher=False,
     )
 

@@ -11,7 +11,7 @@ import pytest
 from serving.app import create_app
 from tests.unit.serving.stub import ROW, make_service
 
-KEY, ADMIN = "key-2", "admin-secret"
+KEY, ADMIN = "key-two-0123456789abcdefgh", "admin-secret-0123456789abcdef"
 
 
 @pytest.fixture(params=[True, False], ids=["fast-path", "flask"])

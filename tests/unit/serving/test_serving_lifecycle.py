@@ -48,7 +48,9 @@ def test_admin_reload_says_what_it_did(settings, run_dir):
     serving.watcher = ModelWatcher(
         serving.state, settings, make_service, lambda seen: ("1", seen), run_dir=str(run_dir)
     )
-    body = app.test_client().post("/admin/reload", headers={"X-Admin-Token": "admin-secret"})
+    body = app.test_client().post(
+        "/admin/reload", headers={"X-Admin-Token": "admin-secret-0123456789abcdef"}
+    )
     answer = body.get_json()
     assert answer["model_version"] == "1" and answer["reloaded"] is False
     assert answer["other_workers_signalled"] is True and answer["worker_pid"] > 0

@@ -95,7 +95,9 @@ def test_api_keys_guard_prediction_routes_only(settings):
 def test_admin_reload_needs_the_token(client, settings):
     assert client.post("/admin/reload").status_code == 401
     assert client.post("/admin/reload", headers={"X-Admin-Token": "wrong"}).status_code == 403
-    ok = client.post("/admin/reload", headers={"Authorization": "Bearer admin-secret"})
+    ok = client.post(
+        "/admin/reload", headers={"Authorization": "Bearer admin-secret-0123456789abcdef"}
+    )
     assert ok.status_code == 200
 
 

@@ -42,7 +42,7 @@ def _watcher(registry, broken=()):
         Settings().model_copy(update={"poll_interval": 0.05}),
         load,
         registry,
-        on_failure=failures.append,
+        on_failure=lambda version, _exc: failures.append(version),
     )
     return w, state, failures
 
@@ -116,7 +116,7 @@ def _retrying(registry, loader, run_dir=None, **settings):
         Settings().model_copy(update=options | settings),
         loader,
         registry,
-        on_failure=failures.append,
+        on_failure=lambda version, _exc: failures.append(version),
         run_dir=run_dir,
     )
     return w, state, failures

@@ -61,7 +61,7 @@ def test_a_worker_takes_the_launchers_settings_from_the_run_folder(
         model_name="fraud",
         start_watcher=False,
         log_predictions=False,
-        api_keys=("k1", "k2"),
+        api_keys=("key-one-0123456789abcdefgh", "key-two-0123456789abcdefgh"),
         reports_dir=tmp_path / "reports",
     )
     rundir.write_settings(tmp_path, chosen.model_dump_json())

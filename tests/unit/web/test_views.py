@@ -11,6 +11,7 @@ import pytest
 from tests.helpers import performance_traffic, write_performance_check
 
 HOSTILE = "<script>alert(1)</script>"
+TOKEN = "web-admin-token-0123456789abcdef"
 SPEC = {
     "target": "default",
     "positive_label": 1,
@@ -31,7 +32,7 @@ SPEC = {
 }
 
 
-def make_client(tmp_path, admin_token: str | None = "tok"):
+def make_client(tmp_path, admin_token: str | None = TOKEN, **settings_fields):
     from pipelines.model_code import TabularNetModel
     from serving.app import create_app
     from serving.model import ModelService
@@ -48,6 +49,7 @@ def make_client(tmp_path, admin_token: str | None = "tok"):
         start_watcher=False,
         log_predictions=False,
         batching=False,
+        **settings_fields,
     )
     app = create_app(settings, ModelService(model, "credit-risk", "7", "run"))
     return app.test_client()
@@ -99,7 +101,7 @@ def test_monitoring_lists_runs_escaped_and_serves_their_report(client, tmp_path)
 
 
 def test_admin_actions_need_a_json_post_with_the_token_header(client):
-    ok_headers = {"X-Admin-Token": "tok"}
+    ok_headers = {"X-Admin-Token": TOKEN}
     assert client.post("/ui/api/promote", json={"version": "1"}).status_code == 401
     wrong = client.post("/ui/api/promote", json={"version": "1"}, headers={"X-Admin-Token": "x"})
     assert wrong.status_code == 403
@@ -148,3 +150,40 @@ def test_monitoring_renders_without_usable_live_performance(client, tmp_path, co
     resp = client.get("/ui/monitoring")
     html = resp.get_data(as_text=True)
     assert resp.status_code == 200 and 'id="no-live-performance"' in html
+
+
+def test_reports_are_sandboxed_away_from_the_pages_origin(tmp_path):
+    client = make_client(tmp_path)
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "run-1.html").write_text("<script>document.cookie</script>")
+    resp = client.get("/ui/reports/run-1")
+    assert resp.status_code == 200
+    assert resp.headers["Content-Security-Policy"] == "sandbox allow-scripts"
+    assert "sandbox" not in client.get("/ui/monitoring").headers["Content-Security-Policy"]
+
+
+def test_ui_auth_sends_pages_to_the_login_and_a_session_cookie_lets_them_in(tmp_path):
+    from serving.auth import UI_COOKIE
+
+    client = make_client(tmp_path, ui_auth=True)
+    first = client.get("/ui/models")
+    assert first.status_code == 303 and first.headers["Location"].startswith("/ui/login?next=")
+    assert client.get("/ui/api/serving").status_code == 401
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/ui/static/app.css").status_code == 200
+    wrong = client.post("/ui/login", data={"token": "wrong", "next": "/ui/models"})
+    assert wrong.status_code == 403 and client.get_cookie(UI_COOKIE) is None
+    ok = client.post("/ui/login", data={"token": TOKEN, "next": "//evil.example/"})
+    assert ok.status_code == 303 and ok.headers["Location"] == "/ui/"
+    cookie = ok.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and TOKEN not in cookie
+    assert client.get("/ui/models").status_code == 200
+    assert client.get("/metrics").status_code == 200
+
+
+def test_ui_auth_lets_a_scraper_in_with_the_token_and_is_off_by_default(tmp_path):
+    guarded = make_client(tmp_path, ui_auth=True)
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    assert guarded.get("/metrics", headers=bearer).status_code == 200
+    assert guarded.get("/metrics", headers={"Authorization": "Bearer nope"}).status_code == 403
+    assert make_client(tmp_path / "open").get("/metrics").status_code == 200
