@@ -1,12 +1,15 @@
 """Deployment configuration checks: docker-compose, Dockerfile, Kubernetes, Prometheus, Grafana,
 notebooks.
 
-In: the files under `deploy/`, `docker-compose.yml`, `.dockerignore`, `notebooks/`, and the real
-CLIs (`mlcycle`, `mlflow`) and settings modules they refer to. Out: failures naming the file and
-the part that disagrees with the code. No Docker engine or cluster is needed: compose is checked
-with `docker compose config -q` (or `docker-compose config -q`), Prometheus with `promtool check
-config`, and every command a container runs is parsed by the real click/typer command it names
-(unknown options fail).
+In: the files under `deploy/`, `docker-compose.yml`, `.env.example`, `.dockerignore`,
+`notebooks/`, and the real CLIs (`mlcycle`, `mlflow`, deploy/mlflow/init_auth.py) and settings
+modules they refer to. Out: failures naming the file and the part that disagrees with the code
+or with the security rules (no default secrets, loopback ports, least privilege, hardened pods).
+No Docker engine or cluster is needed: compose is checked with `docker compose config -q` (or
+`docker-compose config -q`) on an `.env` made from `.env.example`, Prometheus with `promtool
+check config`, the manifests with `kubernetes-validate` against a current Kubernetes schema,
+and every command a container runs is parsed by the real click/typer command it names (unknown
+options fail).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
+ENV_EXAMPLE = ROOT / ".env.example"
+INIT_AUTH = ROOT / "deploy" / "mlflow" / "init_auth.py"
 DOCKERFILE = ROOT / "deploy" / "docker" / "Dockerfile"
 K8S = ROOT / "deploy" / "k8s"
 PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"
@@ -35,6 +40,7 @@ NOTEBOOKS = ROOT / "notebooks"
 CODE_DIRS = ("mlcycle", "pipelines", "serving", "monitoring")
 MLCYCLE_IMAGE_SERVICES = (
     "mlflow",
+    "mlflow-init",
     "trainer",
     "serving",
     "monitor",
@@ -45,25 +51,54 @@ MLCYCLE_IMAGE_SERVICES = (
 SCHEDULED_SERVICES = ("monitor", "performance", "retrain-on-drift")  # `--every`, run forever
 CRONJOBS = ("drift-monitor", "performance-monitor", "retrain-on-drift")
 
-_INTERPOLATION = re.compile(r"\$\$|\$\{(\w+)(?::?-([^}]*))?\}")
+_INTERPOLATION = re.compile(r"\$\$|\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
+KUBERNETES_VERSION = "1.36.0"  # a current release kubernetes-validate ships schemas for
+MLFLOW_ROLES = {  # compose service or Kubernetes workload -> its MLflow user
+    "trainer": "trainer",
+    "serving": "serving",
+    "simulate": "serving",
+    "monitor": "monitor",
+    "performance": "monitor",
+    "drift-monitor": "monitor",
+    "performance-monitor": "monitor",
+    "retrain-on-drift": "promoter",
+}
+WELL_KNOWN_SECRETS = ("demo-admin-token", "demo-key", "minioadmin", "admin/admin")
 
 
 # ---------------------------------------------------------------- helpers
 
 
-def _interpolate(value: object) -> object:
-    """Apply compose's `${VAR:-default}` with an empty environment (the demo defaults)."""
+def _env_example() -> dict[str, str]:
+    lines = ENV_EXAMPLE.read_text().splitlines()
+    pairs = [line.split("=", 1) for line in lines if "=" in line and not line.startswith("#")]
+    return {key: value for key, value in pairs}
+
+
+def _interpolate(value: object, env: dict[str, str]) -> object:
+    """Apply compose's `${VAR}`, `${VAR:-default}` and `${VAR:?message}` with `env`."""
+
+    def one(match: re.Match) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, op, arg = match.groups()
+        if env.get(name):
+            return env[name]
+        assert op != ":?", f"docker-compose.yml needs {name}: {arg}"
+        return arg or ""
+
     if isinstance(value, str):
-        return _INTERPOLATION.sub(lambda m: "$" if m.group(0) == "$$" else m.group(2) or "", value)
+        return _INTERPOLATION.sub(one, value)
     if isinstance(value, list):
-        return [_interpolate(v) for v in value]
+        return [_interpolate(v, env) for v in value]
     if isinstance(value, dict):
-        return {k: _interpolate(v) for k, v in value.items()}
+        return {k: _interpolate(v, env) for k, v in value.items()}
     return value
 
 
 def _compose() -> dict:
-    return _interpolate(yaml.safe_load(COMPOSE.read_text()))
+    """docker-compose.yml as compose reads it with an `.env` copied from `.env.example`."""
+    return _interpolate(yaml.safe_load(COMPOSE.read_text()), _env_example())
 
 
 def _k8s_docs() -> list[dict]:
@@ -91,13 +126,32 @@ def _pod_spec(doc: dict) -> dict:
 
 
 def _k8s_env() -> dict[str, str]:
+    """Every ConfigMap value and every container `env` entry with a plain value."""
     env: dict[str, str] = {}
     for doc in _k8s_docs():
         if doc["kind"] == "ConfigMap":
             env.update(doc.get("data", {}))
-        if doc["kind"] == "Secret":
-            env.update(doc.get("stringData", {}))
+        if doc["kind"] in WORKLOAD_KINDS:
+            for container in _pod_spec(doc)["containers"]:
+                env.update({e["name"]: e.get("value", "") for e in container.get("env", [])})
     return env
+
+
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "CronJob", "Job")
+
+
+def _workloads() -> list[dict]:
+    return [d for d in _k8s_docs() if d["kind"] in WORKLOAD_KINDS]
+
+
+def _secrets() -> dict[str, dict[str, str]]:
+    return {d["metadata"]["name"]: d["stringData"] for d in _k8s_docs() if d["kind"] == "Secret"}
+
+
+def _secret_refs(container: dict) -> list[tuple[str, str]]:
+    """(Secret, key) of every secretKeyRef of the container."""
+    refs = [e["valueFrom"]["secretKeyRef"] for e in container.get("env", []) if "valueFrom" in e]
+    return [(r["name"], r["key"]) for r in refs]
 
 
 def _code_text() -> str:
@@ -185,17 +239,175 @@ def _compose_command() -> list[str] | None:
     return None
 
 
-def test_compose_config_is_valid() -> None:
-    """`docker compose config -q` or `docker-compose config -q` (1.29) accepts the file."""
+def _compose_config(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """`docker compose config -q` with `env` as the `.env` file and nothing else set."""
     compose = _compose_command()
     if compose is None:
         pytest.skip(
             "neither the docker compose plugin nor docker-compose is installed "
             "(CI installs docker-compose)"
         )
-    cmd = [*compose, "-f", str(COMPOSE), "--profile", "demo", "config", "-q"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    env_file = tmp_path / ".env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+    cmd = [*compose, "--env-file", str(env_file), "-f", str(COMPOSE), "--profile", "demo"]
+    clean = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "DOCKER_HOST")}
+    return subprocess.run(
+        [*cmd, "config", "-q"], capture_output=True, text=True, timeout=60, cwd=ROOT, env=clean
+    )
+
+
+def test_compose_config_is_valid(tmp_path: Path) -> None:
+    """`docker compose config -q` or `docker-compose config -q` (1.29) accepts the file with an
+    `.env` copied from `.env.example`, and with one made by deploy/make-env.sh."""
+    proc = _compose_config(tmp_path, _env_example())
     assert proc.returncode == 0, proc.stderr
+    made = subprocess.run(
+        ["sh", str(ROOT / "deploy" / "make-env.sh")], capture_output=True, text=True, timeout=30
+    )
+    assert made.returncode == 0, made.stderr
+    env = dict(line.split("=", 1) for line in made.stdout.splitlines() if "=" in line and line[0] != "#")
+    assert env.keys() == _env_example().keys()
+    changed = {k for k, v in _env_example().items() if v.startswith("change-me")}
+    assert changed and all(len(env[k]) >= 24 and env[k] != _env_example()[k] for k in changed - {"MINIO_ROOT_USER"})
+    assert env["MLCYCLE_API_KEY"] in env["MLCYCLE_API_KEYS"].split(",")
+    assert _compose_config(tmp_path, env).returncode == 0
+
+
+def _required_secrets() -> list[str]:
+    lines = [line for line in COMPOSE.read_text().splitlines() if not line.lstrip().startswith("#")]
+    return sorted(set(re.findall(r"\$\{(\w+):\?", "\n".join(lines))))
+
+
+def test_compose_refuses_to_start_without_each_secret(tmp_path: Path) -> None:
+    """Every secret of `.env.example` is a `${VAR:?...}` variable in the compose file, and one
+    left out of the `.env` stops `docker compose config` with a message naming it (run for
+    three of them: the mechanism is compose's, the same for each)."""
+    required = _required_secrets()
+    secrets = {k for k, v in _env_example().items() if v.startswith("change-me")}
+    assert secrets <= set(required), f"secrets with a default in compose: {secrets - set(required)}"
+    for name in ("POSTGRES_PASSWORD", "MLCYCLE_ADMIN_TOKEN", "MLFLOW_FLASK_SERVER_SECRET_KEY"):
+        assert name in required
+        env = {k: v for k, v in _env_example().items() if k != name}
+        proc = _compose_config(tmp_path, env)
+        assert proc.returncode != 0, f"docker compose config passes without {name}"
+        assert f"set {name}" in proc.stderr, proc.stderr[-500:]
+
+
+def test_compose_and_env_example_have_no_well_known_secrets() -> None:
+    """No secret has a default in the compose file, no well-known value is anywhere in the
+    deployment files, and the example tokens and keys are as long as serving demands."""
+    files = [COMPOSE, ENV_EXAMPLE, *sorted((ROOT / "deploy").rglob("*.y*ml"))]
+    for path in files:
+        text = path.read_text()
+        for known in WELL_KNOWN_SECRETS:
+            assert known not in text, f"{path.relative_to(ROOT)} contains {known!r}"
+    raw = COMPOSE.read_text()
+    defaults = re.findall(r"\$\{(\w*(?:PASSWORD|TOKEN|KEY|KEYS|SECRET\w*|ROOT_USER)):?-", raw)
+    assert not defaults, f"secrets with a default in docker-compose.yml: {defaults}"
+    example = _env_example()
+    for name in ("MLCYCLE_ADMIN_TOKEN", "MLCYCLE_API_KEYS", "MLCYCLE_API_KEY"):
+        assert all(len(v) >= 24 for v in example[name].split(",")), name
+    secrets = [k for k, v in example.items() if v]
+    assert all(example[k].startswith("change-me-") for k in secrets), "placeholders only"
+
+
+def test_compose_publishes_ports_on_loopback_only() -> None:
+    """Every published port binds 127.0.0.1 (overridable per service with <SERVICE>_ADDRESS),
+    MinIO has no console and no published port, Prometheus has no lifecycle API."""
+    services = _compose()["services"]
+    raw = yaml.safe_load(COMPOSE.read_text())["services"]
+    published = {name: svc.get("ports", []) for name, svc in services.items()}
+    assert published["serving"] and published["mlflow"] and published["grafana"]
+    for name, ports in published.items():
+        for port in ports:
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port}"
+        for port in raw[name].get("ports", []):
+            assert re.match(r"\$\{[A-Z]+_ADDRESS:-127\.0\.0\.1\}:", port), f"{name}: {port}"
+    minio = services["minio"]
+    assert not minio.get("ports") and "--console-address" not in minio["command"]
+    assert minio["environment"]["MINIO_BROWSER"] == "off"
+    assert not any("lifecycle" in a for a in services["prometheus"]["command"])
+
+
+def _init_auth_roles():
+    """deploy/mlflow/init_auth.py as a module (it is a script, not in a package)."""
+    import importlib.util
+
+    if "mlcycle_deploy_init_auth" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("mlcycle_deploy_init_auth", INIT_AUTH)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up
+        spec.loader.exec_module(module)
+    return sys.modules["mlcycle_deploy_init_auth"]
+
+
+def _parse_init_auth(argv: list[str]) -> None:
+    import typer
+    import typer.main
+
+    app = typer.Typer()
+    app.command()(_init_auth_roles().main)
+    command = typer.main.get_command(app)
+    try:
+        command.make_context("init_auth.py", list(argv), resilient_parsing=False)
+    except Exception as exc:
+        pytest.fail(f"init_auth.py {argv} is rejected: {exc}")
+
+
+def test_compose_mlflow_has_basic_auth_and_one_user_per_workload() -> None:
+    """MLflow runs `--app-name basic-auth` with the admin and the Flask key from the
+    environment; mlflow-init creates the users before anything uses them; each workload logs
+    in as its role's user, whose permissions are those of the issue (EDIT, READ, MANAGE)."""
+    services = _compose()["services"]
+    _, argv = _service_argv(services["mlflow"])
+    assert argv[argv.index("--app-name") + 1] == "basic-auth"
+    env = services["mlflow"]["environment"]
+    assert env["MLFLOW_AUTH_ADMIN_PASSWORD"] and env["MLFLOW_FLASK_SERVER_SECRET_KEY"]
+    assert (ROOT / env["MLFLOW_AUTH_CONFIG_PATH"].removeprefix("/app/")).exists()
+    init = services["mlflow-init"]
+    program, argv = _service_argv(init)
+    assert program == "python" and argv[0] == "/app/deploy/mlflow/init_auth.py"
+    _parse_init_auth(argv[1:])
+    assert init["environment"]["MLFLOW_TRACKING_PASSWORD"] == env["MLFLOW_AUTH_ADMIN_PASSWORD"]
+    assert init["depends_on"]["mlflow"]["condition"] == "service_healthy"
+    assert services["trainer"]["depends_on"]["mlflow-init"]["condition"] == (
+        "service_completed_successfully"
+    )
+    module = _init_auth_roles()
+    levels = {user: role.model for user, role in module.ROLES.items()}
+    assert levels == {"trainer": "EDIT", "serving": "READ", "monitor": "READ", "promoter": "MANAGE"}
+    for name, user in MLFLOW_ROLES.items():
+        if name in services:
+            client = services[name]["environment"]
+            assert client["MLFLOW_TRACKING_USERNAME"] == user, name
+            password = init["environment"][f"AUTH_{user.upper()}_PASSWORD"]
+            assert client["MLFLOW_TRACKING_PASSWORD"] == password, name
+    assert "MLFLOW_TRACKING_PASSWORD" not in services["mlflow"]["environment"]
+
+
+def test_compose_serving_holds_no_database_superuser_or_s3_secret() -> None:
+    services = _compose()["services"]
+    example = _env_example()
+    forbidden = {example[k] for k in ("POSTGRES_PASSWORD", "MLFLOW_DB_PASSWORD", "MINIO_ROOT_PASSWORD",
+                                      "MINIO_ROOT_USER", "MLFLOW_ADMIN_PASSWORD")}
+    for name in ("serving", "monitor", "performance", "retrain-on-drift", "trainer", "simulate"):
+        values = " ".join(str(v) for v in services[name]["environment"].values())
+        leaked = {v for v in forbidden if v in values}
+        assert not leaked, f"{name} gets {leaked}"
+
+
+def test_compose_node_exporter_is_pinned_and_scraped() -> None:
+    services = _compose()["services"]
+    image = services["node-exporter"]["image"]
+    assert re.fullmatch(r"prom/node-exporter:v\d+\.\d+\.\d+", image), image
+    assert "node-exporter" in services["prometheus"]["depends_on"]
+    assert not services["node-exporter"].get("ports"), "reached on the compose network only"
+    config = yaml.safe_load(PROMETHEUS.read_text())
+    targets = [t for job in config["scrape_configs"] for c in job["static_configs"] for t in c["targets"]]
+    assert "node-exporter:9100" in targets
+    for name, service in services.items():
+        tag = service.get("image", "").rpartition(":")[2]
+        assert tag and tag != "latest", f"{name}: image {service.get('image')} is not pinned"
 
 
 def test_compose_has_the_whole_stack() -> None:
@@ -319,11 +531,17 @@ def test_compose_mlflow_runs_on_postgres_and_minio() -> None:
     program, argv = _service_argv(services["mlflow"])
     assert program == "mlflow"
     _parse_command("mlflow", argv)
-    assert argv[argv.index("--backend-store-uri") + 1].startswith("postgresql")
-    assert argv[argv.index("--backend-store-uri") + 1].endswith("@postgres:5432/mlflow")
+    # the stores through libpq's PG* variables, as the `mlflow` role: no password in argv
+    assert argv[argv.index("--backend-store-uri") + 1] == "postgresql+psycopg2:///mlflow"
     assert argv[argv.index("--artifacts-destination") + 1] == "s3://mlflow/"
     assert "--serve-artifacts" in argv
     env = services["mlflow"]["environment"]
+    assert (env["PGHOST"], env["PGUSER"]) == ("postgres", "mlflow")
+    postgres = services["postgres"]["environment"]
+    assert env["PGPASSWORD"] == postgres["MLFLOW_DB_PASSWORD"] and postgres["MLFLOW_DB_USER"] == "mlflow"
+    auth_ini = (ROOT / "deploy" / "mlflow" / "basic_auth.ini").read_text()
+    assert "database_uri = postgresql+psycopg2:///mlflow_auth" in auth_ini
+    assert postgres["MLFLOW_AUTH_DB"] == "mlflow_auth"
     assert env["MLFLOW_S3_ENDPOINT_URL"] == "http://minio:9000"
     assert "mlflow:5000" in env["MLFLOW_SERVER_ALLOWED_HOSTS"].split(",")
     init = " ".join(services["minio-init"]["command"])
@@ -344,6 +562,11 @@ def test_compose_postgres_init_creates_both_databases() -> None:
     assert "MLFLOW_DB" in text and "PREDICTIONS_DB" in text and "CREATE DATABASE" in text
     proc = subprocess.run(["sh", "-n", str(scripts[0])], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+    # the same script is Kubernetes' (ConfigMap postgres-init), and serving logs as its owner
+    assert scripts[0] == K8S / "postgres" / "init-databases.sh"
+    log_url = _compose()["services"]["serving"]["environment"]["MLCYCLE_PREDICTION_LOG_URL"]
+    assert log_url.startswith(f"postgresql+psycopg2://{env['PREDICTIONS_DB_USER']}:")
+    assert env["POSTGRES_PASSWORD"] not in log_url
 
 
 def test_compose_trainer_runs_the_mlproject() -> None:
@@ -405,7 +628,11 @@ def test_dockerfile_is_sane() -> None:
     users = re.findall(r"^USER\s+(\S+)", text, re.M)
     assert users and users[-1].split(":")[0] not in ("0", "root"), "must run as non-root"
     assert re.search(r'^ENTRYPOINT \["mlcycle"\]', text, re.M)
-    assert '".[postgres]"' in text
+    assert '".[postgres,server]"' in text, "the MLflow server needs the `server` extra"
+    server = _pyproject()["project"]["optional-dependencies"]["server"]
+    assert any(e.startswith("mlflow[auth]") for e in server), "basic-auth needs mlflow[auth]"
+    assert not _dockerignored("deploy/mlflow/basic_auth.ini", _dockerignore_patterns())
+    assert not _dockerignored("deploy/mlflow/init_auth.py", _dockerignore_patterns())
     for line in re.findall(r"^COPY\s+(.+)$", text, re.M):
         for source in line.split()[:-1]:
             assert source == "." or (ROOT / source).exists(), f"COPY source {source} missing"
@@ -422,12 +649,16 @@ def _pyproject() -> dict:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
-def test_dockerignore_keeps_what_the_image_needs() -> None:
-    patterns = [
+def _dockerignore_patterns() -> list[str]:
+    return [
         line.strip()
         for line in (ROOT / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
+
+
+def test_dockerignore_keeps_what_the_image_needs() -> None:
+    patterns = _dockerignore_patterns()
     needed = ["pyproject.toml", "README.md", "MLproject", "conda.yaml"]
     needed += [f"{d}/__init__.py" for d in CODE_DIRS]
     needed += [str(p.relative_to(ROOT)) for d in CODE_DIRS for p in (ROOT / d).rglob("*.y*ml")]
