@@ -191,9 +191,12 @@ def _click_command(program: str, subcommand: str):
 
 def _parse_command(program: str, argv: list[str]) -> None:
     """Parse `argv` with the real CLI without running it: unknown options or bad values fail."""
-    command = _click_command(program, argv[0])
+    command, depth = _click_command(program, argv[0]), 1
+    while hasattr(command, "commands") and depth < len(argv) and argv[depth] in command.commands:
+        command, depth = command.commands[argv[depth]], depth + 1  # `mlcycle log prune`
+    name = " ".join([program, *argv[:depth]])
     try:
-        command.make_context(f"{program} {argv[0]}", list(argv[1:]), resilient_parsing=False)
+        command.make_context(name, list(argv[depth:]), resilient_parsing=False)
     except Exception as exc:  # click's (or typer's bundled click's) usage errors
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         pytest.fail(f"`{program} {' '.join(argv)}` is rejected by the CLI: {message}")
@@ -677,7 +680,13 @@ def test_k8s_manifests_parse_and_cover_the_deployment() -> None:
     for expected in [
         ("Namespace", "mlcycle"),
         ("ConfigMap", "mlcycle-config"),
-        ("Secret", "mlcycle-secrets"),
+        ("ConfigMap", "serving-config"),
+        *(("Secret", name) for name in ("postgres-secrets", "mlflow-secrets", "serving-secrets")),
+        ("NetworkPolicy", "default-deny-ingress"),
+        ("StatefulSet", "postgres"),
+        ("Service", "postgres"),
+        ("Job", "mlflow-init"),
+        ("CronJob", "log-prune"),
         ("Deployment", "serving"),
         ("Service", "serving"),
         ("HorizontalPodAutoscaler", "serving"),
@@ -726,7 +735,7 @@ def test_k8s_serving_stops_within_the_pod_grace_period(monkeypatch) -> None:
 
     pod = _k8s("Deployment", "serving")["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
     for key, value in env.items():
         monkeypatch.setenv(key, value)  # refused values fail here, naming the variable
     settings = get_settings()
@@ -750,7 +759,11 @@ def _k8s_argv(container: dict) -> tuple[str, list[str]]:
 
 @pytest.mark.parametrize(
     ("kind", "name"),
-    [("Deployment", "serving"), *(("CronJob", c) for c in CRONJOBS), ("Job", "trainer")],
+    [
+        ("Deployment", "serving"),
+        *(("CronJob", c) for c in (*CRONJOBS, "log-prune")),
+        ("Job", "trainer"),
+    ],
 )
 def test_k8s_commands_parse_with_the_real_cli(kind: str, name: str) -> None:
     (container,) = _pod_spec(_k8s(kind, name))["containers"]
@@ -794,10 +807,11 @@ def test_k8s_cronjobs_are_set_up_like_the_drift_job(name: str) -> None:
     assert container["image"] == serving["image"]
     assert pod["restartPolicy"] == "Never"
     assert pod["securityContext"] == _pod_spec(_k8s("Deployment", "serving"))["securityContext"]
-    assert {"configMapRef": {"name": "mlcycle-config"}} in container["envFrom"]
-    assert {"secretRef": {"name": "mlcycle-secrets"}} in container["envFrom"]
+    assert container["envFrom"] == [{"configMapRef": {"name": "mlcycle-config"}}]
+    (secret,) = {name for name, _ in _secret_refs(container)}
+    assert secret in ("monitor-secrets", "retrain-secrets")
     assert container["resources"]["requests"] and container["resources"]["limits"]
-    (mount,) = container["volumeMounts"]
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "reports"]
     assert mount["mountPath"] == _k8s_env()["MLCYCLE_REPORTS_DIR"]
     (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
     assert volume["persistentVolumeClaim"]["claimName"] == "mlcycle-reports"
@@ -835,7 +849,8 @@ def test_k8s_kustomization_builds() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     built = {(d["kind"], d["metadata"]["name"]) for d in yaml.safe_load_all(proc.stdout) if d}
-    assert built == {(d["kind"], d["metadata"]["name"]) for d in _k8s_docs()}
+    generated = {("ConfigMap", "postgres-init")}  # configMapGenerator: postgres/init-databases.sh
+    assert built == {(d["kind"], d["metadata"]["name"]) for d in _k8s_docs()} | generated
 
 
 def test_k8s_mlflow_uses_external_stores() -> None:
@@ -843,10 +858,15 @@ def test_k8s_mlflow_uses_external_stores() -> None:
     program, argv = _k8s_argv(container)
     assert program == "mlflow"
     _parse_command("mlflow", argv)
-    assert argv[argv.index("--backend-store-uri") + 1].startswith("postgresql")
+    assert argv[argv.index("--app-name") + 1] == "basic-auth"
+    assert argv[argv.index("--backend-store-uri") + 1] == "postgresql+psycopg2:///mlflow"
     assert argv[argv.index("--artifacts-destination") + 1].startswith("s3://")
     assert container["readinessProbe"]["httpGet"]["path"] == "/health"
-    assert {"secretRef": {"name": "mlcycle-secrets"}} in container["envFrom"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["PGUSER"]["value"] == "mlflow" and env["PGHOST"]["value"].startswith("postgres.")
+    for name in ("PGPASSWORD", "MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"):
+        assert env[name]["valueFrom"]["secretKeyRef"]["name"] == "mlflow-secrets", name
+    assert (ROOT / env["MLFLOW_AUTH_CONFIG_PATH"]["value"].removeprefix("/app/")).exists()
 
 
 def test_k8s_env_names_exist_in_code() -> None:
@@ -1027,3 +1047,245 @@ def test_operations_doc_explains_every_alert() -> None:
     text = (ROOT / "docs" / "operations.md").read_text()
     missing = {a for a in alerts if f"`{a}`" not in text}
     assert not missing, f"docs/operations.md does not explain {sorted(missing)}"
+
+
+# ---------------------------------------------------------------- Kubernetes: schema and hardening
+
+
+def test_k8s_manifests_validate_against_the_kubernetes_schema() -> None:
+    """Every manifest, and what kustomize builds from them, against the schema of a current
+    Kubernetes release with unknown fields refused; a misspelt field fails the same check."""
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    for doc in _k8s_docs():
+        resource = {k: v for k, v in doc.items() if k != "_file"}
+        try:
+            kubernetes_validate.validate(resource, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{doc['_file']} {doc['kind']}/{doc['metadata']['name']}: {exc.message}")
+    broken = {k: v for k, v in _k8s("Deployment", "serving").items() if k != "_file"}
+    broken = json.loads(json.dumps(broken).replace('"runAsNonRoot"', '"runAsNonroot"'))
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, KUBERNETES_VERSION, strict=True)
+
+
+@pytest.mark.parametrize(
+    "workload", _workloads(), ids=lambda d: f"{d['kind']}/{d['metadata']['name']}"
+)
+def test_k8s_pods_are_hardened(workload: dict) -> None:
+    """Non-root, RuntimeDefault seccomp, no service-account token, and per container: no
+    privilege escalation, all capabilities dropped, a read-only root with emptyDir scratch
+    for /tmp (and, for the mlcycle image, HOME: MLflow's and Keras' caches), a pinned image."""
+    pod = _pod_spec(workload)
+    context = pod["securityContext"]
+    assert context["runAsNonRoot"] is True and context["runAsUser"] > 0
+    assert context["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    for claim in workload["spec"].get("volumeClaimTemplates", []):
+        volumes[claim["metadata"]["name"]] = {"persistentVolumeClaim": claim}
+    for container in pod["containers"]:
+        security = container["securityContext"]
+        assert security["allowPrivilegeEscalation"] is False
+        assert security["readOnlyRootFilesystem"] is True
+        assert security["capabilities"] == {"drop": ["ALL"]}
+        mounts = {m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]}
+        scratch = ["/tmp"] + (["/home/mlcycle"] if container["image"].startswith("mlcycle:") else [])
+        for path in scratch:
+            assert "emptyDir" in mounts[path], f"{container['name']}: {path} is not an emptyDir"
+        name, _, tag = container["image"].rpartition(":")
+        assert name and tag and tag != "latest", f"{container['image']} is not pinned"
+        assert container["resources"]["requests"] and container["resources"]["limits"]
+
+
+def test_k8s_mlcycle_image_is_the_release() -> None:
+    from mlcycle.core import __version__
+
+    images = {c["image"] for d in _workloads() for c in _pod_spec(d)["containers"]}
+    assert f"mlcycle:{__version__}" in images
+    assert {i for i in images if i.startswith("mlcycle:")} == {f"mlcycle:{__version__}"}
+    compose = yaml.safe_load(COMPOSE.read_text())["x-mlcycle-image"]["image"]
+    assert compose.endswith(f":-mlcycle:{__version__}}}")
+
+
+def test_k8s_one_secret_per_workload_through_secret_key_refs() -> None:
+    """No envFrom of a Secret; each workload reads its own Secret only, key by key, and every
+    key exists; serving's holds no superuser, MLflow-database or S3 credential."""
+    secrets = _secrets()
+    shared = {"monitor-secrets": {"drift-monitor", "performance-monitor", "log-prune"}}
+    owners: dict[str, set[str]] = {}
+    for workload in _workloads():
+        name = workload["metadata"]["name"]
+        for container in _pod_spec(workload)["containers"]:
+            assert not any("secretRef" in e for e in container.get("envFrom", [])), name
+            refs = _secret_refs(container)
+            for secret, key in refs:
+                assert key in secrets[secret], f"{name}: {secret} has no {key}"
+            used = {secret for secret, _ in refs}
+            assert len(used) <= 1, f"{name} reads {used}"
+            for secret in used:
+                owners.setdefault(secret, set()).add(name)
+    for secret, workloads in owners.items():
+        assert len(workloads) == 1 or workloads <= shared.get(secret, set()), (secret, workloads)
+    assert set(secrets["serving-secrets"]).isdisjoint(
+        {"POSTGRES_PASSWORD", "MLFLOW_DB_PASSWORD", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    )
+    for values in secrets.values():
+        for key, value in values.items():
+            assert value.startswith("change-me-") and len(value) >= 24, key
+
+
+def test_k8s_workloads_log_in_to_mlflow_as_their_role() -> None:
+    """Each workload's MLflow user is its role's, with the password the init Job sets for it."""
+    init = _pod_spec(_k8s("Job", "mlflow-init"))["containers"][0]
+    program, argv = _k8s_argv(init)
+    assert program == "python" and argv[0] == "/app/deploy/mlflow/init_auth.py"
+    _parse_init_auth(argv[1:])
+    init_refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in init["env"] if "valueFrom" in e}
+    init_secret = _secrets()[init_refs["AUTH_TRAINER_PASSWORD"]["name"]]
+    for workload in _workloads():
+        name = workload["metadata"]["name"]
+        if name not in MLFLOW_ROLES:
+            continue
+        (container,) = _pod_spec(workload)["containers"]
+        env = {e["name"]: e for e in container["env"]}
+        user = env["MLFLOW_TRACKING_USERNAME"]["value"]
+        assert user == MLFLOW_ROLES[name], name
+        ref = env["MLFLOW_TRACKING_PASSWORD"]["valueFrom"]["secretKeyRef"]
+        password = _secrets()[ref["name"]][ref["key"]]
+        assert password == init_secret[f"AUTH_{user.upper()}_PASSWORD"], name
+
+
+def _allowed(policy: dict) -> set[str]:
+    """app.kubernetes.io/name values a NetworkPolicy lets in (pods of its own namespace)."""
+    names: set[str] = set()
+    for rule in policy["spec"]["ingress"]:
+        for peer in rule["from"]:
+            assert set(peer) == {"podSelector"}, "no namespaceSelector or ipBlock: own pods only"
+            for expr in peer["podSelector"]["matchExpressions"]:
+                assert expr["key"] == "app.kubernetes.io/name" and expr["operator"] == "In"
+                names |= set(expr["values"])
+    return names
+
+
+def test_k8s_network_policies() -> None:
+    """Ingress denied by default; serving open on its HTTP and gRPC ports; MLflow and
+    PostgreSQL reachable only from the namespace's workloads that use them."""
+    deny = _k8s("NetworkPolicy", "default-deny-ingress")["spec"]
+    assert deny == {"podSelector": {}, "policyTypes": ["Ingress"]}
+    serving = _k8s("NetworkPolicy", "serving")["spec"]
+    assert serving["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "serving"}
+    (rule,) = serving["ingress"]
+    (container,) = _pod_spec(_k8s("Deployment", "serving"))["containers"]
+    assert {p["port"] for p in rule["ports"]} == {p["name"] for p in container["ports"]}
+    to_mlflow, to_postgres = set(), set()
+    for workload in _workloads():
+        name = workload["metadata"]["name"]
+        assert workload["spec"].get("selector", {}).get("matchLabels", {}).get(
+            "app.kubernetes.io/name", name
+        ) == name
+        for c in _pod_spec(workload)["containers"]:
+            env = {e["name"] for e in c.get("env", [])}
+            if "MLFLOW_TRACKING_USERNAME" in env:
+                to_mlflow.add(name)
+            if env & {"PREDICTIONS_DB_PASSWORD", "PGPASSWORD"} and name != "postgres":
+                to_postgres.add(name)
+    assert _allowed(_k8s("NetworkPolicy", "mlflow")) == to_mlflow
+    assert _allowed(_k8s("NetworkPolicy", "postgres")) == to_postgres
+    for workload in _workloads():  # pod labels are what the policies select on
+        labels = _pod_template(workload)["metadata"]["labels"]
+        assert labels["app.kubernetes.io/name"] == workload["metadata"]["name"]
+
+
+def _pod_template(doc: dict) -> dict:
+    if doc["kind"] == "CronJob":
+        return doc["spec"]["jobTemplate"]["spec"]["template"]
+    return doc["spec"]["template"]
+
+
+def test_k8s_postgres_runs_the_init_script_and_keeps_its_data() -> None:
+    statefulset = _k8s("StatefulSet", "postgres")
+    pod = _pod_spec(statefulset)
+    (container,) = pod["containers"]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    init = volumes[mounts["/docker-entrypoint-initdb.d"]]["configMap"]
+    generator = yaml.safe_load((K8S / "kustomization.yaml").read_text())["configMapGenerator"]
+    (entry,) = [g for g in generator if g["name"] == init["name"]]
+    assert entry["files"] == ["postgres/init-databases.sh"] and entry["options"]["disableNameSuffixHash"]
+    assert init["defaultMode"] == 0o555, "executed by the entrypoint, not sourced"
+    claim = statefulset["spec"]["volumeClaimTemplates"][0]["metadata"]["name"]
+    assert mounts["/var/lib/postgresql/data"] == claim
+    env = {e["name"]: e for e in container["env"]}
+    assert env["PGDATA"]["value"].startswith("/var/lib/postgresql/data/")
+    for name in ("POSTGRES_PASSWORD", "MLFLOW_DB_PASSWORD", "PREDICTIONS_DB_PASSWORD"):
+        assert env[name]["valueFrom"]["secretKeyRef"]["name"] == "postgres-secrets"
+
+
+def test_k8s_serving_grpc_port_probes_and_shadow_settings(monkeypatch) -> None:
+    """gRPC on 8081: container port, Service port, native gRPC startup probe (HTTP readiness
+    and liveness unchanged); the serving ConfigMap holds the gRPC port and shadow settings,
+    and the serving settings accept them."""
+    from serving.settings import get_settings
+
+    config = _k8s("ConfigMap", "serving-config")["data"]
+    assert config["MLCYCLE_GRPC_PORT"] == "8081"
+    assert config["MLCYCLE_SHADOW"] in ("true", "false")
+    assert config["MLCYCLE_SHADOW_ALIAS"] == "challenger"
+    assert 0 <= float(config["MLCYCLE_SHADOW_SAMPLE"]) <= 1
+    (container,) = _pod_spec(_k8s("Deployment", "serving"))["containers"]
+    assert {"configMapRef": {"name": "serving-config"}} in container["envFrom"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http": 8080, "grpc": 8081}
+    assert container["startupProbe"]["grpc"]["port"] == 8081
+    assert container["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "http"}
+    service = {p["name"]: p for p in _k8s("Service", "serving")["spec"]["ports"]}
+    assert service["grpc"]["port"] == 8081 and service["grpc"]["targetPort"] == "grpc"
+    for key, value in config.items():
+        monkeypatch.setenv(key, value)  # a value serving refuses fails here, naming it
+    get_settings()
+
+
+def test_k8s_log_prune_cronjob() -> None:
+    cronjob = _k8s("CronJob", "log-prune")
+    (container,) = _pod_spec(cronjob)["containers"]
+    _, argv = _k8s_argv(container)
+    assert argv == ["log", "prune", "--older-than", "90d"]
+    assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+    assert cronjob["spec"]["jobTemplate"]["spec"]["backoffLimit"] == 0
+    minute, hour, *rest = cronjob["spec"]["schedule"].split()
+    assert minute.isdigit() and hour.isdigit() and rest == ["*", "*", "*"], "once a day"
+    assert {name for name, _ in _secret_refs(container)} == {"monitor-secrets"}
+    assert "MLFLOW_TRACKING_PASSWORD" not in {e["name"] for e in container["env"]}
+
+
+def test_k8s_hpa_matches_the_capacity_model() -> None:
+    """The HPA and serving's CPU request are the ones docs/deployment.md derives."""
+    hpa = _k8s("HorizontalPodAutoscaler", "serving")["spec"]
+    (metric,) = hpa["metrics"]
+    (container,) = _pod_spec(_k8s("Deployment", "serving"))["containers"]
+    text = (ROOT / "docs" / "deployment.md").read_text()
+    section = text[text.index("## Capacity") :]
+    for fact in (
+        f"`minReplicas: {hpa['minReplicas']}`",
+        f"`maxReplicas: {hpa['maxReplicas']}`",
+        f"`averageUtilization: {metric['resource']['target']['averageUtilization']}`",
+        f"`cpu: {container['resources']['requests']['cpu']}`",
+        f"`memory: {container['resources']['requests']['memory']}`",
+        f"`MLCYCLE_WORKERS: {_k8s('ConfigMap', 'serving-config')['data']['MLCYCLE_WORKERS']}`",
+    ):
+        assert fact in section, f"docs/deployment.md, Capacity, does not state {fact}"
+
+
+def test_grafana_host_panel_shows_what_the_host_alerts_judge() -> None:
+    """The dashboard charts, for each host alert, the very expression the alert compares
+    with its threshold."""
+    dashboard = json.loads((GRAFANA / "dashboards" / "mlcycle.json").read_text())
+    exprs = {" ".join(e.split()) for e in _promql(dashboard)}
+    rules = yaml.safe_load(ALERTS.read_text())["groups"]
+    (host,) = [g for g in rules if g["name"] == "host"]
+    assert {r["alert"] for r in host["rules"]} == {"HostHighCpu", "HostHighMemory", "HostDiskFull"}
+    for rule in host["rules"]:
+        measured, _, threshold = " ".join(rule["expr"].split()).rpartition(" > ")
+        assert float(threshold) in (0.9, 0.85), rule["alert"]
+        assert measured in exprs, f"no Grafana panel charts {rule['alert']}: {measured}"
