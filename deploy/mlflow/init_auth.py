@@ -133,7 +133,9 @@ def main(
     wait_s: float = typer.Option(120.0, help="How long to wait for the server to answer."),
 ) -> None:
     """Create (or update) the users `trainer`, `serving`, `monitor` and `promoter`."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     passwords = {role: _password(role) for role in ROLES}
     uri = os.environ["MLFLOW_TRACKING_URI"]
     client, auth = MlflowClient(uri), AuthServiceClient(uri)

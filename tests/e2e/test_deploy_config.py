@@ -268,10 +268,14 @@ def test_compose_config_is_valid(tmp_path: Path) -> None:
         ["sh", str(ROOT / "deploy" / "make-env.sh")], capture_output=True, text=True, timeout=30
     )
     assert made.returncode == 0, made.stderr
-    env = dict(line.split("=", 1) for line in made.stdout.splitlines() if "=" in line and line[0] != "#")
+    env = dict(
+        line.split("=", 1) for line in made.stdout.splitlines() if "=" in line and line[0] != "#"
+    )
     assert env.keys() == _env_example().keys()
     changed = {k for k, v in _env_example().items() if v.startswith("change-me")}
-    assert changed and all(len(env[k]) >= 24 and env[k] != _env_example()[k] for k in changed - {"MINIO_ROOT_USER"})
+    assert changed and all(
+        len(env[k]) >= 24 and env[k] != _env_example()[k] for k in changed - {"MINIO_ROOT_USER"}
+    )
     assert env["MLCYCLE_API_KEY"] in env["MLCYCLE_API_KEYS"].split(",")
     assert _compose_config(tmp_path, env).returncode == 0
 
@@ -391,8 +395,16 @@ def test_compose_mlflow_has_basic_auth_and_one_user_per_workload() -> None:
 def test_compose_serving_holds_no_database_superuser_or_s3_secret() -> None:
     services = _compose()["services"]
     example = _env_example()
-    forbidden = {example[k] for k in ("POSTGRES_PASSWORD", "MLFLOW_DB_PASSWORD", "MINIO_ROOT_PASSWORD",
-                                      "MINIO_ROOT_USER", "MLFLOW_ADMIN_PASSWORD")}
+    forbidden = {
+        example[k]
+        for k in (
+            "POSTGRES_PASSWORD",
+            "MLFLOW_DB_PASSWORD",
+            "MINIO_ROOT_PASSWORD",
+            "MINIO_ROOT_USER",
+            "MLFLOW_ADMIN_PASSWORD",
+        )
+    }
     for name in ("serving", "monitor", "performance", "retrain-on-drift", "trainer", "simulate"):
         values = " ".join(str(v) for v in services[name]["environment"].values())
         leaked = {v for v in forbidden if v in values}
@@ -406,7 +418,9 @@ def test_compose_node_exporter_is_pinned_and_scraped() -> None:
     assert "node-exporter" in services["prometheus"]["depends_on"]
     assert not services["node-exporter"].get("ports"), "reached on the compose network only"
     config = yaml.safe_load(PROMETHEUS.read_text())
-    targets = [t for job in config["scrape_configs"] for c in job["static_configs"] for t in c["targets"]]
+    targets = [
+        t for job in config["scrape_configs"] for c in job["static_configs"] for t in c["targets"]
+    ]
     assert "node-exporter:9100" in targets
     for name, service in services.items():
         tag = service.get("image", "").rpartition(":")[2]
@@ -541,7 +555,10 @@ def test_compose_mlflow_runs_on_postgres_and_minio() -> None:
     env = services["mlflow"]["environment"]
     assert (env["PGHOST"], env["PGUSER"]) == ("postgres", "mlflow")
     postgres = services["postgres"]["environment"]
-    assert env["PGPASSWORD"] == postgres["MLFLOW_DB_PASSWORD"] and postgres["MLFLOW_DB_USER"] == "mlflow"
+    assert (
+        env["PGPASSWORD"] == postgres["MLFLOW_DB_PASSWORD"]
+        and postgres["MLFLOW_DB_USER"] == "mlflow"
+    )
     auth_ini = (ROOT / "deploy" / "mlflow" / "basic_auth.ini").read_text()
     assert "database_uri = postgresql+psycopg2:///mlflow_auth" in auth_ini
     assert postgres["MLFLOW_AUTH_DB"] == "mlflow_auth"
@@ -1089,7 +1106,9 @@ def test_k8s_pods_are_hardened(workload: dict) -> None:
         assert security["readOnlyRootFilesystem"] is True
         assert security["capabilities"] == {"drop": ["ALL"]}
         mounts = {m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]}
-        scratch = ["/tmp"] + (["/home/mlcycle"] if container["image"].startswith("mlcycle:") else [])
+        scratch = ["/tmp"] + (
+            ["/home/mlcycle"] if container["image"].startswith("mlcycle:") else []
+        )
         for path in scratch:
             assert "emptyDir" in mounts[path], f"{container['name']}: {path} is not an emptyDir"
         name, _, tag = container["image"].rpartition(":")
@@ -1180,9 +1199,13 @@ def test_k8s_network_policies() -> None:
     to_mlflow, to_postgres = set(), set()
     for workload in _workloads():
         name = workload["metadata"]["name"]
-        assert workload["spec"].get("selector", {}).get("matchLabels", {}).get(
-            "app.kubernetes.io/name", name
-        ) == name
+        assert (
+            workload["spec"]
+            .get("selector", {})
+            .get("matchLabels", {})
+            .get("app.kubernetes.io/name", name)
+            == name
+        )
         for c in _pod_spec(workload)["containers"]:
             env = {e["name"] for e in c.get("env", [])}
             if "MLFLOW_TRACKING_USERNAME" in env:
@@ -1211,7 +1234,10 @@ def test_k8s_postgres_runs_the_init_script_and_keeps_its_data() -> None:
     init = volumes[mounts["/docker-entrypoint-initdb.d"]]["configMap"]
     generator = yaml.safe_load((K8S / "kustomization.yaml").read_text())["configMapGenerator"]
     (entry,) = [g for g in generator if g["name"] == init["name"]]
-    assert entry["files"] == ["postgres/init-databases.sh"] and entry["options"]["disableNameSuffixHash"]
+    assert (
+        entry["files"] == ["postgres/init-databases.sh"]
+        and entry["options"]["disableNameSuffixHash"]
+    )
     assert init["defaultMode"] == 0o555, "executed by the entrypoint, not sourced"
     claim = statefulset["spec"]["volumeClaimTemplates"][0]["metadata"]["name"]
     assert mounts["/var/lib/postgresql/data"] == claim

@@ -1,8 +1,9 @@
-"""The deployment's database and MLflow set-up, run for real: `deploy/k8s/postgres/init-databases.sh`
-on a throwaway PostgreSQL, then `mlflow server --app-name basic-auth` configured exactly as the
-compose file and the manifests configure it (`deploy/mlflow/basic_auth.ini`, the stores reached
-through libpq's PG* variables as the `mlflow` role, the admin from MLFLOW_AUTH_ADMIN_*), then
-`deploy/mlflow/init_auth.py` twice.
+"""The deployment's database and MLflow set-up, run for real.
+
+`deploy/k8s/postgres/init-databases.sh` on a throwaway PostgreSQL, then `mlflow server
+--app-name basic-auth` configured exactly as the compose file and the manifests configure it
+(`deploy/mlflow/basic_auth.ini`, the stores reached through libpq's PG* variables as the
+`mlflow` role, the admin from MLFLOW_AUTH_ADMIN_*), then `deploy/mlflow/init_auth.py` twice.
 
 In: the scripts under deploy/, psql and a PostgreSQL server (skips without them). Out: failures
 when a role can reach another's database, when the init step is not idempotent, or when a
@@ -73,7 +74,9 @@ def test_init_databases_gives_each_role_its_own_database(cluster) -> None:
     for _ in range(2):  # idempotent: the second run only sets the passwords again
         proc = _init_databases(cluster)
         assert proc.returncode == 0, proc.stderr
-    assert _can_connect(cluster, "mlflow", "mlflow") and _can_connect(cluster, "mlflow", "mlflow_auth")
+    assert _can_connect(cluster, "mlflow", "mlflow") and _can_connect(
+        cluster, "mlflow", "mlflow_auth"
+    )
     assert _can_connect(cluster, "predictions", "predictions")
     assert not _can_connect(cluster, "predictions", "mlflow")
     assert not _can_connect(cluster, "predictions", "mlflow_auth")
