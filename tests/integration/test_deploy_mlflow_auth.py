@@ -158,7 +158,10 @@ def test_init_auth_creates_each_role_with_its_permissions(auth_server, monkeypat
     run = trainer.create_run(training)
     source = f"runs:/{run.info.run_id}/model"
     version = trainer.create_model_version("credit-risk", source, run_id=run.info.run_id)
-    assert _refused(trainer.delete_registered_model, "credit-risk") == 403  # EDIT, not MANAGE
+    # EDIT moves the alias (the gate promotes the first version) but deletes nothing
+    trainer.set_registered_model_alias("credit-risk", "staging", version.version)
+    assert _refused(trainer.delete_registered_model_alias, "credit-risk", "staging") == 403
+    assert _refused(trainer.delete_registered_model, "credit-risk") == 403
     monitoring = trainer.get_experiment_by_name("monitoring").experiment_id
     assert _refused(trainer.create_run, monitoring) == 403
 
@@ -173,5 +176,6 @@ def test_init_auth_creates_each_role_with_its_permissions(auth_server, monkeypat
 
     promoter = _as(auth_server, "promoter", monkeypatch)
     promoter.set_registered_model_alias("credit-risk", "production", version.version)
+    promoter.delete_registered_model_alias("credit-risk", "staging")
     alias = serving.get_model_version_by_alias("credit-risk", "production")
     assert alias.version == version.version
