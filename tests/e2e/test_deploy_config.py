@@ -316,6 +316,7 @@ def test_compose_and_env_example_have_no_well_known_secrets() -> None:
         assert all(len(v) >= 24 for v in example[name].split(",")), name
     secrets = [k for k, v in example.items() if v]
     assert all(example[k].startswith("change-me-") for k in secrets), "placeholders only"
+    assert ".env" in (ROOT / ".gitignore").read_text().split(), "a real .env is never committed"
 
 
 def test_compose_publishes_ports_on_loopback_only() -> None:

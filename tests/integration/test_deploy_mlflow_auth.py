@@ -154,6 +154,9 @@ def test_init_auth_creates_each_role_with_its_permissions(auth_server, monkeypat
     assert _refused(anonymous.search_registered_models) == 401
 
     trainer = _as(auth_server, "trainer", monkeypatch)
+    with pytest.raises(MlflowException) as info:  # made by the init step: the trainer owns nothing
+        trainer.create_registered_model("credit-risk")
+    assert info.value.error_code == "RESOURCE_ALREADY_EXISTS"
     training = trainer.get_experiment_by_name("credit-risk").experiment_id
     run = trainer.create_run(training)
     source = f"runs:/{run.info.run_id}/model"
