@@ -14,7 +14,8 @@ deploy/mlflow/basic_auth.ini); anonymous requests are refused.
 
 Idempotent: run again (the compose service `mlflow-init`, the Kubernetes Job `mlflow-init`),
 it changes nothing but the passwords, which is how they are rotated. Exit 0 when every user and
-grant is in place, 1 with the reason otherwise.
+grant is in place, 1 when MLflow refuses or fails (the reason is logged), 2 when a password is
+missing or shorter than 16 characters.
 
     python deploy/mlflow/init_auth.py --model-name credit-risk
 """
@@ -119,6 +120,9 @@ def _wait_for_server(client: MlflowClient, timeout_s: float) -> None:
 
 
 def main(
+    tracking_uri: str = typer.Option(
+        ..., envvar="MLFLOW_TRACKING_URI", help="The MLflow server (basic-auth app)."
+    ),
     model_name: str = typer.Option(
         "credit-risk", envvar="MLCYCLE_MODEL_NAME", help="Registered model the roles apply to."
     ),
@@ -137,8 +141,7 @@ def main(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     passwords = {role: _password(role) for role in ROLES}
-    uri = os.environ["MLFLOW_TRACKING_URI"]
-    client, auth = MlflowClient(uri), AuthServiceClient(uri)
+    client, auth = MlflowClient(tracking_uri), AuthServiceClient(tracking_uri)
     try:
         _wait_for_server(client, wait_s)
         _ensure_model(client, model_name)
