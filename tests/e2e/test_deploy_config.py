@@ -349,7 +349,10 @@ def _init_auth_roles():
     return sys.modules["mlcycle_deploy_init_auth"]
 
 
-def _parse_init_auth(argv: list[str]) -> None:
+def _parse_init_auth(argv: list[str], env: dict[str, str]) -> None:
+    """Parse `argv` with init_auth.py's real CLI in the container's environment `env`."""
+    from unittest import mock
+
     import typer
     import typer.main
 
@@ -357,7 +360,8 @@ def _parse_init_auth(argv: list[str]) -> None:
     app.command()(_init_auth_roles().main)
     command = typer.main.get_command(app)
     try:
-        command.make_context("init_auth.py", list(argv), resilient_parsing=False)
+        with mock.patch.dict(os.environ, env, clear=True):
+            command.make_context("init_auth.py", list(argv), resilient_parsing=False)
     except Exception as exc:
         pytest.fail(f"init_auth.py {argv} is rejected: {exc}")
 
@@ -375,7 +379,7 @@ def test_compose_mlflow_has_basic_auth_and_one_user_per_workload() -> None:
     init = services["mlflow-init"]
     program, argv = _service_argv(init)
     assert program == "python" and argv[0] == "/app/deploy/mlflow/init_auth.py"
-    _parse_init_auth(argv[1:])
+    _parse_init_auth(argv[1:], init["environment"])
     assert init["environment"]["MLFLOW_TRACKING_PASSWORD"] == env["MLFLOW_AUTH_ADMIN_PASSWORD"]
     assert init["depends_on"]["mlflow"]["condition"] == "service_healthy"
     assert services["trainer"]["depends_on"]["mlflow-init"]["condition"] == (
@@ -1159,7 +1163,9 @@ def test_k8s_workloads_log_in_to_mlflow_as_their_role() -> None:
     init = _pod_spec(_k8s("Job", "mlflow-init"))["containers"][0]
     program, argv = _k8s_argv(init)
     assert program == "python" and argv[0] == "/app/deploy/mlflow/init_auth.py"
-    _parse_init_auth(argv[1:])
+    refs = [r["configMapRef"]["name"] for r in init["envFrom"]]
+    env = {k: v for name in refs for k, v in _k8s("ConfigMap", name)["data"].items()}
+    _parse_init_auth(argv[1:], env)
     init_refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in init["env"] if "valueFrom" in e}
     init_secret = _secrets()[init_refs["AUTH_TRAINER_PASSWORD"]["name"]]
     for workload in _workloads():
