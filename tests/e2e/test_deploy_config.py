@@ -414,6 +414,10 @@ def test_compose_serving_holds_no_database_superuser_or_s3_secret() -> None:
         values = " ".join(str(v) for v in services[name]["environment"].values())
         leaked = {v for v in forbidden if v in values}
         assert not leaked, f"{name} gets {leaked}"
+    signing = {
+        n for n, svc in services.items() if "MLCYCLE_SIGNING_KEY" in svc.get("environment", {})
+    }
+    assert signing == {"trainer", "serving", "retrain-on-drift"}, "who signs and who verifies"
 
 
 def test_compose_node_exporter_is_pinned_and_scraped() -> None:
