@@ -414,6 +414,11 @@ def test_compose_serving_holds_no_database_superuser_or_s3_secret() -> None:
         values = " ".join(str(v) for v in services[name]["environment"].values())
         leaked = {v for v in forbidden if v in values}
         assert not leaked, f"{name} gets {leaked}"
+    for name, service in services.items():  # the log's readers hash the reference alike
+        env = service.get("environment", {})
+        if "MLCYCLE_PREDICTION_LOG_URL" in env:
+            serving_key = services["serving"]["environment"]["MLCYCLE_LOG_HASH_KEY"]
+            assert env["MLCYCLE_LOG_HASH_KEY"] == serving_key, name
     signing = {
         n for n, svc in services.items() if "MLCYCLE_SIGNING_KEY" in svc.get("environment", {})
     }
@@ -1160,6 +1165,19 @@ def test_k8s_one_secret_per_workload_through_secret_key_refs() -> None:
     for values in secrets.values():
         for key, value in values.items():
             assert value.startswith("change-me-") and len(value) >= 24, key
+
+
+def test_k8s_log_readers_have_the_log_hash_key() -> None:
+    """Serving and every job with the prediction log get the same MLCYCLE_LOG_HASH_KEY (the
+    drift job hashes the reference as serving hashed the logged columns)."""
+    keys = set()
+    for workload in _workloads():
+        for container in _pod_spec(workload)["containers"]:
+            env = {e["name"]: e for e in container.get("env", [])}
+            if "MLCYCLE_PREDICTION_LOG_URL" in env:
+                ref = env["MLCYCLE_LOG_HASH_KEY"]["valueFrom"]["secretKeyRef"]
+                keys.add(_secrets()[ref["name"]][ref["key"]])
+    assert len(keys) == 1
 
 
 def test_k8s_workloads_log_in_to_mlflow_as_their_role() -> None:
