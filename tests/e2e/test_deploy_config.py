@@ -1,12 +1,15 @@
 """Deployment configuration checks: docker-compose, Dockerfile, Kubernetes, Prometheus, Grafana,
 notebooks.
 
-In: the files under `deploy/`, `docker-compose.yml`, `.dockerignore`, `notebooks/`, and the real
-CLIs (`mlcycle`, `mlflow`) and settings modules they refer to. Out: failures naming the file and
-the part that disagrees with the code. No Docker engine or cluster is needed: compose is checked
-with `docker compose config -q` (or `docker-compose config -q`), Prometheus with `promtool check
-config`, and every command a container runs is parsed by the real click/typer command it names
-(unknown options fail).
+In: the files under `deploy/`, `docker-compose.yml`, `.env.example`, `.dockerignore`,
+`notebooks/`, and the real CLIs (`mlcycle`, `mlflow`, deploy/mlflow/init_auth.py) and settings
+modules they refer to. Out: failures naming the file and the part that disagrees with the code
+or with the security rules (no default secrets, loopback ports, least privilege, hardened pods).
+No Docker engine or cluster is needed: compose is checked with `docker compose config -q` (or
+`docker-compose config -q`) on an `.env` made from `.env.example`, Prometheus with `promtool
+check config`, the manifests with `kubernetes-validate` against a current Kubernetes schema,
+and every command a container runs is parsed by the real click/typer command it names (unknown
+options fail).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
+ENV_EXAMPLE = ROOT / ".env.example"
+INIT_AUTH = ROOT / "deploy" / "mlflow" / "init_auth.py"
 DOCKERFILE = ROOT / "deploy" / "docker" / "Dockerfile"
 K8S = ROOT / "deploy" / "k8s"
 PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"
@@ -35,6 +40,7 @@ NOTEBOOKS = ROOT / "notebooks"
 CODE_DIRS = ("mlcycle", "pipelines", "serving", "monitoring")
 MLCYCLE_IMAGE_SERVICES = (
     "mlflow",
+    "mlflow-init",
     "trainer",
     "serving",
     "monitor",
@@ -45,25 +51,54 @@ MLCYCLE_IMAGE_SERVICES = (
 SCHEDULED_SERVICES = ("monitor", "performance", "retrain-on-drift")  # `--every`, run forever
 CRONJOBS = ("drift-monitor", "performance-monitor", "retrain-on-drift")
 
-_INTERPOLATION = re.compile(r"\$\$|\$\{(\w+)(?::?-([^}]*))?\}")
+_INTERPOLATION = re.compile(r"\$\$|\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
+KUBERNETES_VERSION = "1.36.0"  # a current release kubernetes-validate ships schemas for
+MLFLOW_ROLES = {  # compose service or Kubernetes workload -> its MLflow user
+    "trainer": "trainer",
+    "serving": "serving",
+    "simulate": "serving",
+    "monitor": "monitor",
+    "performance": "monitor",
+    "drift-monitor": "monitor",
+    "performance-monitor": "monitor",
+    "retrain-on-drift": "promoter",
+}
+WELL_KNOWN_SECRETS = ("demo-admin-token", "demo-key", "minioadmin", "admin/admin")
 
 
 # ---------------------------------------------------------------- helpers
 
 
-def _interpolate(value: object) -> object:
-    """Apply compose's `${VAR:-default}` with an empty environment (the demo defaults)."""
+def _env_example() -> dict[str, str]:
+    lines = ENV_EXAMPLE.read_text().splitlines()
+    pairs = [line.split("=", 1) for line in lines if "=" in line and not line.startswith("#")]
+    return {key: value for key, value in pairs}
+
+
+def _interpolate(value: object, env: dict[str, str]) -> object:
+    """Apply compose's `${VAR}`, `${VAR:-default}` and `${VAR:?message}` with `env`."""
+
+    def one(match: re.Match) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, op, arg = match.groups()
+        if env.get(name):
+            return env[name]
+        assert op != ":?", f"docker-compose.yml needs {name}: {arg}"
+        return arg or ""
+
     if isinstance(value, str):
-        return _INTERPOLATION.sub(lambda m: "$" if m.group(0) == "$$" else m.group(2) or "", value)
+        return _INTERPOLATION.sub(one, value)
     if isinstance(value, list):
-        return [_interpolate(v) for v in value]
+        return [_interpolate(v, env) for v in value]
     if isinstance(value, dict):
-        return {k: _interpolate(v) for k, v in value.items()}
+        return {k: _interpolate(v, env) for k, v in value.items()}
     return value
 
 
 def _compose() -> dict:
-    return _interpolate(yaml.safe_load(COMPOSE.read_text()))
+    """docker-compose.yml as compose reads it with an `.env` copied from `.env.example`."""
+    return _interpolate(yaml.safe_load(COMPOSE.read_text()), _env_example())
 
 
 def _k8s_docs() -> list[dict]:
@@ -91,13 +126,32 @@ def _pod_spec(doc: dict) -> dict:
 
 
 def _k8s_env() -> dict[str, str]:
+    """Every ConfigMap value and every container `env` entry with a plain value."""
     env: dict[str, str] = {}
     for doc in _k8s_docs():
         if doc["kind"] == "ConfigMap":
             env.update(doc.get("data", {}))
-        if doc["kind"] == "Secret":
-            env.update(doc.get("stringData", {}))
+        if doc["kind"] in WORKLOAD_KINDS:
+            for container in _pod_spec(doc)["containers"]:
+                env.update({e["name"]: e.get("value", "") for e in container.get("env", [])})
     return env
+
+
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "CronJob", "Job")
+
+
+def _workloads() -> list[dict]:
+    return [d for d in _k8s_docs() if d["kind"] in WORKLOAD_KINDS]
+
+
+def _secrets() -> dict[str, dict[str, str]]:
+    return {d["metadata"]["name"]: d["stringData"] for d in _k8s_docs() if d["kind"] == "Secret"}
+
+
+def _secret_refs(container: dict) -> list[tuple[str, str]]:
+    """(Secret, key) of every secretKeyRef of the container."""
+    refs = [e["valueFrom"]["secretKeyRef"] for e in container.get("env", []) if "valueFrom" in e]
+    return [(r["name"], r["key"]) for r in refs]
 
 
 def _code_text() -> str:
@@ -137,9 +191,12 @@ def _click_command(program: str, subcommand: str):
 
 def _parse_command(program: str, argv: list[str]) -> None:
     """Parse `argv` with the real CLI without running it: unknown options or bad values fail."""
-    command = _click_command(program, argv[0])
+    command, depth = _click_command(program, argv[0]), 1
+    while hasattr(command, "commands") and depth < len(argv) and argv[depth] in command.commands:
+        command, depth = command.commands[argv[depth]], depth + 1  # `mlcycle log prune`
+    name = " ".join([program, *argv[:depth]])
     try:
-        command.make_context(f"{program} {argv[0]}", list(argv[1:]), resilient_parsing=False)
+        command.make_context(name, list(argv[depth:]), resilient_parsing=False)
     except Exception as exc:  # click's (or typer's bundled click's) usage errors
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         pytest.fail(f"`{program} {' '.join(argv)}` is rejected by the CLI: {message}")
@@ -185,17 +242,203 @@ def _compose_command() -> list[str] | None:
     return None
 
 
-def test_compose_config_is_valid() -> None:
-    """`docker compose config -q` or `docker-compose config -q` (1.29) accepts the file."""
+def _compose_config(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """`docker compose config -q` with `env` as the `.env` file and nothing else set."""
     compose = _compose_command()
     if compose is None:
         pytest.skip(
             "neither the docker compose plugin nor docker-compose is installed "
             "(CI installs docker-compose)"
         )
-    cmd = [*compose, "-f", str(COMPOSE), "--profile", "demo", "config", "-q"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    env_file = tmp_path / ".env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+    cmd = [*compose, "--env-file", str(env_file), "-f", str(COMPOSE), "--profile", "demo"]
+    clean = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "DOCKER_HOST")}
+    return subprocess.run(
+        [*cmd, "config", "-q"], capture_output=True, text=True, timeout=60, cwd=ROOT, env=clean
+    )
+
+
+def test_compose_config_is_valid(tmp_path: Path) -> None:
+    """`docker compose config -q` or `docker-compose config -q` (1.29) accepts the file with an
+    `.env` copied from `.env.example`, and with one made by deploy/make-env.sh."""
+    proc = _compose_config(tmp_path, _env_example())
     assert proc.returncode == 0, proc.stderr
+    made = subprocess.run(
+        ["sh", str(ROOT / "deploy" / "make-env.sh")], capture_output=True, text=True, timeout=30
+    )
+    assert made.returncode == 0, made.stderr
+    env = dict(
+        line.split("=", 1) for line in made.stdout.splitlines() if "=" in line and line[0] != "#"
+    )
+    assert env.keys() == _env_example().keys()
+    changed = {k for k, v in _env_example().items() if v.startswith("change-me")}
+    assert changed and all(
+        len(env[k]) >= 24 and env[k] != _env_example()[k] for k in changed - {"MINIO_ROOT_USER"}
+    )
+    assert env["MLCYCLE_API_KEY"] in env["MLCYCLE_API_KEYS"].split(",")
+    assert _compose_config(tmp_path, env).returncode == 0
+
+
+def _required_secrets() -> list[str]:
+    lines = [line for line in COMPOSE.read_text().splitlines() if not line.lstrip().startswith("#")]
+    return sorted(set(re.findall(r"\$\{(\w+):\?", "\n".join(lines))))
+
+
+def test_compose_refuses_to_start_without_each_secret(tmp_path: Path) -> None:
+    """Every secret of `.env.example` is a `${VAR:?...}` variable in the compose file, and one
+    left out of the `.env` stops `docker compose config` with a message naming it (run for
+    three of them: the mechanism is compose's, the same for each)."""
+    required = _required_secrets()
+    secrets = {k for k, v in _env_example().items() if v.startswith("change-me")}
+    assert secrets <= set(required), f"secrets with a default in compose: {secrets - set(required)}"
+    for name in ("POSTGRES_PASSWORD", "MLCYCLE_ADMIN_TOKEN", "MLFLOW_FLASK_SERVER_SECRET_KEY"):
+        assert name in required
+        env = {k: v for k, v in _env_example().items() if k != name}
+        proc = _compose_config(tmp_path, env)
+        assert proc.returncode != 0, f"docker compose config passes without {name}"
+        assert f"set {name}" in proc.stderr, proc.stderr[-500:]
+
+
+def test_compose_and_env_example_have_no_well_known_secrets() -> None:
+    """No secret has a default in the compose file, no well-known value is anywhere in the
+    deployment files, and the example tokens and keys are as long as serving demands."""
+    files = [COMPOSE, ENV_EXAMPLE, *sorted((ROOT / "deploy").rglob("*.y*ml"))]
+    for path in files:
+        text = path.read_text()
+        for known in WELL_KNOWN_SECRETS:
+            assert known not in text, f"{path.relative_to(ROOT)} contains {known!r}"
+    raw = COMPOSE.read_text()
+    defaults = re.findall(r"\$\{(\w*(?:PASSWORD|TOKEN|KEY|KEYS|SECRET\w*|ROOT_USER)):?-", raw)
+    assert not defaults, f"secrets with a default in docker-compose.yml: {defaults}"
+    example = _env_example()
+    for name in ("MLCYCLE_ADMIN_TOKEN", "MLCYCLE_API_KEYS", "MLCYCLE_API_KEY"):
+        assert all(len(v) >= 24 for v in example[name].split(",")), name
+    secrets = [k for k, v in example.items() if v]
+    assert all(example[k].startswith("change-me-") for k in secrets), "placeholders only"
+    assert ".env" in (ROOT / ".gitignore").read_text().split(), "a real .env is never committed"
+
+
+def test_compose_publishes_ports_on_loopback_only() -> None:
+    """Every published port binds 127.0.0.1 (overridable per service with <SERVICE>_ADDRESS),
+    MinIO has no console and no published port, Prometheus has no lifecycle API."""
+    services = _compose()["services"]
+    raw = yaml.safe_load(COMPOSE.read_text())["services"]
+    published = {name: svc.get("ports", []) for name, svc in services.items()}
+    assert published["serving"] and published["mlflow"] and published["grafana"]
+    for name, ports in published.items():
+        for port in ports:
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port}"
+        for port in raw[name].get("ports", []):
+            assert re.match(r"\$\{[A-Z]+_ADDRESS:-127\.0\.0\.1\}:", port), f"{name}: {port}"
+    minio = services["minio"]
+    assert not minio.get("ports") and "--console-address" not in minio["command"]
+    assert minio["environment"]["MINIO_BROWSER"] == "off"
+    assert not any("lifecycle" in a for a in services["prometheus"]["command"])
+
+
+def _init_auth_roles():
+    """deploy/mlflow/init_auth.py as a module (it is a script, not in a package)."""
+    import importlib.util
+
+    if "mlcycle_deploy_init_auth" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("mlcycle_deploy_init_auth", INIT_AUTH)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up
+        spec.loader.exec_module(module)
+    return sys.modules["mlcycle_deploy_init_auth"]
+
+
+def _parse_init_auth(argv: list[str], env: dict[str, str]) -> None:
+    """Parse `argv` with init_auth.py's real CLI in the container's environment `env`."""
+    from unittest import mock
+
+    import typer
+    import typer.main
+
+    app = typer.Typer()
+    app.command()(_init_auth_roles().main)
+    command = typer.main.get_command(app)
+    try:
+        with mock.patch.dict(os.environ, env, clear=True):
+            command.make_context("init_auth.py", list(argv), resilient_parsing=False)
+    except Exception as exc:
+        pytest.fail(f"init_auth.py {argv} is rejected: {exc}")
+
+
+def test_compose_mlflow_has_basic_auth_and_one_user_per_workload() -> None:
+    """MLflow runs `--app-name basic-auth` with the admin and the Flask key from the
+    environment; mlflow-init creates the users before anything uses them; each workload logs
+    in as its role's user, whose permissions are those of the issue (EDIT, READ, MANAGE)."""
+    services = _compose()["services"]
+    _, argv = _service_argv(services["mlflow"])
+    assert argv[argv.index("--app-name") + 1] == "basic-auth"
+    env = services["mlflow"]["environment"]
+    assert env["MLFLOW_AUTH_ADMIN_PASSWORD"] and env["MLFLOW_FLASK_SERVER_SECRET_KEY"]
+    assert (ROOT / env["MLFLOW_AUTH_CONFIG_PATH"].removeprefix("/app/")).exists()
+    init = services["mlflow-init"]
+    program, argv = _service_argv(init)
+    assert program == "python" and argv[0] == "/app/deploy/mlflow/init_auth.py"
+    _parse_init_auth(argv[1:], init["environment"])
+    assert init["environment"]["MLFLOW_TRACKING_PASSWORD"] == env["MLFLOW_AUTH_ADMIN_PASSWORD"]
+    assert init["depends_on"]["mlflow"]["condition"] == "service_healthy"
+    assert services["trainer"]["depends_on"]["mlflow-init"]["condition"] == (
+        "service_completed_successfully"
+    )
+    module = _init_auth_roles()
+    levels = {user: role.model for user, role in module.ROLES.items()}
+    assert levels == {"trainer": "EDIT", "serving": "READ", "monitor": "READ", "promoter": "MANAGE"}
+    for name, user in MLFLOW_ROLES.items():
+        if name in services:
+            client = services[name]["environment"]
+            assert client["MLFLOW_TRACKING_USERNAME"] == user, name
+            password = init["environment"][f"AUTH_{user.upper()}_PASSWORD"]
+            assert client["MLFLOW_TRACKING_PASSWORD"] == password, name
+    assert "MLFLOW_TRACKING_PASSWORD" not in services["mlflow"]["environment"]
+
+
+def test_compose_serving_holds_no_database_superuser_or_s3_secret() -> None:
+    services = _compose()["services"]
+    example = _env_example()
+    forbidden = {
+        example[k]
+        for k in (
+            "POSTGRES_PASSWORD",
+            "MLFLOW_DB_PASSWORD",
+            "MINIO_ROOT_PASSWORD",
+            "MINIO_ROOT_USER",
+            "MLFLOW_ADMIN_PASSWORD",
+        )
+    }
+    for name in ("serving", "monitor", "performance", "retrain-on-drift", "trainer", "simulate"):
+        values = " ".join(str(v) for v in services[name]["environment"].values())
+        leaked = {v for v in forbidden if v in values}
+        assert not leaked, f"{name} gets {leaked}"
+    for name, service in services.items():  # the log's readers hash the reference alike
+        env = service.get("environment", {})
+        if "MLCYCLE_PREDICTION_LOG_URL" in env:
+            serving_key = services["serving"]["environment"]["MLCYCLE_LOG_HASH_KEY"]
+            assert env["MLCYCLE_LOG_HASH_KEY"] == serving_key, name
+    signing = {
+        n for n, svc in services.items() if "MLCYCLE_SIGNING_KEY" in svc.get("environment", {})
+    }
+    assert signing == {"trainer", "serving", "retrain-on-drift"}, "who signs and who verifies"
+
+
+def test_compose_node_exporter_is_pinned_and_scraped() -> None:
+    services = _compose()["services"]
+    image = services["node-exporter"]["image"]
+    assert re.fullmatch(r"prom/node-exporter:v\d+\.\d+\.\d+", image), image
+    assert "node-exporter" in services["prometheus"]["depends_on"]
+    assert not services["node-exporter"].get("ports"), "reached on the compose network only"
+    config = yaml.safe_load(PROMETHEUS.read_text())
+    targets = [
+        t for job in config["scrape_configs"] for c in job["static_configs"] for t in c["targets"]
+    ]
+    assert "node-exporter:9100" in targets
+    for name, service in services.items():
+        tag = service.get("image", "").rpartition(":")[2]
+        assert tag and tag != "latest", f"{name}: image {service.get('image')} is not pinned"
 
 
 def test_compose_has_the_whole_stack() -> None:
@@ -319,11 +562,20 @@ def test_compose_mlflow_runs_on_postgres_and_minio() -> None:
     program, argv = _service_argv(services["mlflow"])
     assert program == "mlflow"
     _parse_command("mlflow", argv)
-    assert argv[argv.index("--backend-store-uri") + 1].startswith("postgresql")
-    assert argv[argv.index("--backend-store-uri") + 1].endswith("@postgres:5432/mlflow")
+    # the stores through libpq's PG* variables, as the `mlflow` role: no password in argv
+    assert argv[argv.index("--backend-store-uri") + 1] == "postgresql+psycopg2:///mlflow"
     assert argv[argv.index("--artifacts-destination") + 1] == "s3://mlflow/"
     assert "--serve-artifacts" in argv
     env = services["mlflow"]["environment"]
+    assert (env["PGHOST"], env["PGUSER"]) == ("postgres", "mlflow")
+    postgres = services["postgres"]["environment"]
+    assert (
+        env["PGPASSWORD"] == postgres["MLFLOW_DB_PASSWORD"]
+        and postgres["MLFLOW_DB_USER"] == "mlflow"
+    )
+    auth_ini = (ROOT / "deploy" / "mlflow" / "basic_auth.ini").read_text()
+    assert "database_uri = postgresql+psycopg2:///mlflow_auth" in auth_ini
+    assert postgres["MLFLOW_AUTH_DB"] == "mlflow_auth"
     assert env["MLFLOW_S3_ENDPOINT_URL"] == "http://minio:9000"
     assert "mlflow:5000" in env["MLFLOW_SERVER_ALLOWED_HOSTS"].split(",")
     init = " ".join(services["minio-init"]["command"])
@@ -344,6 +596,11 @@ def test_compose_postgres_init_creates_both_databases() -> None:
     assert "MLFLOW_DB" in text and "PREDICTIONS_DB" in text and "CREATE DATABASE" in text
     proc = subprocess.run(["sh", "-n", str(scripts[0])], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+    # the same script is Kubernetes' (ConfigMap postgres-init), and serving logs as its owner
+    assert scripts[0] == K8S / "postgres" / "init-databases.sh"
+    log_url = _compose()["services"]["serving"]["environment"]["MLCYCLE_PREDICTION_LOG_URL"]
+    assert log_url.startswith(f"postgresql+psycopg2://{env['PREDICTIONS_DB_USER']}:")
+    assert env["POSTGRES_PASSWORD"] not in log_url
 
 
 def test_compose_trainer_runs_the_mlproject() -> None:
@@ -405,7 +662,11 @@ def test_dockerfile_is_sane() -> None:
     users = re.findall(r"^USER\s+(\S+)", text, re.M)
     assert users and users[-1].split(":")[0] not in ("0", "root"), "must run as non-root"
     assert re.search(r'^ENTRYPOINT \["mlcycle"\]', text, re.M)
-    assert '".[postgres]"' in text
+    assert '".[postgres,server]"' in text, "the MLflow server needs the `server` extra"
+    server = _pyproject()["project"]["optional-dependencies"]["server"]
+    assert any(e.startswith("mlflow[auth]") for e in server), "basic-auth needs mlflow[auth]"
+    assert not _dockerignored("deploy/mlflow/basic_auth.ini", _dockerignore_patterns())
+    assert not _dockerignored("deploy/mlflow/init_auth.py", _dockerignore_patterns())
     for line in re.findall(r"^COPY\s+(.+)$", text, re.M):
         for source in line.split()[:-1]:
             assert source == "." or (ROOT / source).exists(), f"COPY source {source} missing"
@@ -422,12 +683,16 @@ def _pyproject() -> dict:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
-def test_dockerignore_keeps_what_the_image_needs() -> None:
-    patterns = [
+def _dockerignore_patterns() -> list[str]:
+    return [
         line.strip()
         for line in (ROOT / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
+
+
+def test_dockerignore_keeps_what_the_image_needs() -> None:
+    patterns = _dockerignore_patterns()
     needed = ["pyproject.toml", "README.md", "MLproject", "conda.yaml"]
     needed += [f"{d}/__init__.py" for d in CODE_DIRS]
     needed += [str(p.relative_to(ROOT)) for d in CODE_DIRS for p in (ROOT / d).rglob("*.y*ml")]
@@ -446,7 +711,13 @@ def test_k8s_manifests_parse_and_cover_the_deployment() -> None:
     for expected in [
         ("Namespace", "mlcycle"),
         ("ConfigMap", "mlcycle-config"),
-        ("Secret", "mlcycle-secrets"),
+        ("ConfigMap", "serving-config"),
+        *(("Secret", name) for name in ("postgres-secrets", "mlflow-secrets", "serving-secrets")),
+        ("NetworkPolicy", "default-deny-ingress"),
+        ("StatefulSet", "postgres"),
+        ("Service", "postgres"),
+        ("Job", "mlflow-init"),
+        ("CronJob", "log-prune"),
         ("Deployment", "serving"),
         ("Service", "serving"),
         ("HorizontalPodAutoscaler", "serving"),
@@ -495,7 +766,7 @@ def test_k8s_serving_stops_within_the_pod_grace_period(monkeypatch) -> None:
 
     pod = _k8s("Deployment", "serving")["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
     for key, value in env.items():
         monkeypatch.setenv(key, value)  # refused values fail here, naming the variable
     settings = get_settings()
@@ -519,7 +790,11 @@ def _k8s_argv(container: dict) -> tuple[str, list[str]]:
 
 @pytest.mark.parametrize(
     ("kind", "name"),
-    [("Deployment", "serving"), *(("CronJob", c) for c in CRONJOBS), ("Job", "trainer")],
+    [
+        ("Deployment", "serving"),
+        *(("CronJob", c) for c in (*CRONJOBS, "log-prune")),
+        ("Job", "trainer"),
+    ],
 )
 def test_k8s_commands_parse_with_the_real_cli(kind: str, name: str) -> None:
     (container,) = _pod_spec(_k8s(kind, name))["containers"]
@@ -563,10 +838,11 @@ def test_k8s_cronjobs_are_set_up_like_the_drift_job(name: str) -> None:
     assert container["image"] == serving["image"]
     assert pod["restartPolicy"] == "Never"
     assert pod["securityContext"] == _pod_spec(_k8s("Deployment", "serving"))["securityContext"]
-    assert {"configMapRef": {"name": "mlcycle-config"}} in container["envFrom"]
-    assert {"secretRef": {"name": "mlcycle-secrets"}} in container["envFrom"]
+    assert container["envFrom"] == [{"configMapRef": {"name": "mlcycle-config"}}]
+    (secret,) = {name for name, _ in _secret_refs(container)}
+    assert secret in ("monitor-secrets", "retrain-secrets")
     assert container["resources"]["requests"] and container["resources"]["limits"]
-    (mount,) = container["volumeMounts"]
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "reports"]
     assert mount["mountPath"] == _k8s_env()["MLCYCLE_REPORTS_DIR"]
     (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
     assert volume["persistentVolumeClaim"]["claimName"] == "mlcycle-reports"
@@ -604,7 +880,8 @@ def test_k8s_kustomization_builds() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     built = {(d["kind"], d["metadata"]["name"]) for d in yaml.safe_load_all(proc.stdout) if d}
-    assert built == {(d["kind"], d["metadata"]["name"]) for d in _k8s_docs()}
+    generated = {("ConfigMap", "postgres-init")}  # configMapGenerator: postgres/init-databases.sh
+    assert built == {(d["kind"], d["metadata"]["name"]) for d in _k8s_docs()} | generated
 
 
 def test_k8s_mlflow_uses_external_stores() -> None:
@@ -612,10 +889,15 @@ def test_k8s_mlflow_uses_external_stores() -> None:
     program, argv = _k8s_argv(container)
     assert program == "mlflow"
     _parse_command("mlflow", argv)
-    assert argv[argv.index("--backend-store-uri") + 1].startswith("postgresql")
+    assert argv[argv.index("--app-name") + 1] == "basic-auth"
+    assert argv[argv.index("--backend-store-uri") + 1] == "postgresql+psycopg2:///mlflow"
     assert argv[argv.index("--artifacts-destination") + 1].startswith("s3://")
     assert container["readinessProbe"]["httpGet"]["path"] == "/health"
-    assert {"secretRef": {"name": "mlcycle-secrets"}} in container["envFrom"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["PGUSER"]["value"] == "mlflow" and env["PGHOST"]["value"].startswith("postgres.")
+    for name in ("PGPASSWORD", "MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"):
+        assert env[name]["valueFrom"]["secretKeyRef"]["name"] == "mlflow-secrets", name
+    assert (ROOT / env["MLFLOW_AUTH_CONFIG_PATH"]["value"].removeprefix("/app/")).exists()
 
 
 def test_k8s_env_names_exist_in_code() -> None:
@@ -796,3 +1078,269 @@ def test_operations_doc_explains_every_alert() -> None:
     text = (ROOT / "docs" / "operations.md").read_text()
     missing = {a for a in alerts if f"`{a}`" not in text}
     assert not missing, f"docs/operations.md does not explain {sorted(missing)}"
+
+
+# ---------------------------------------------------------------- Kubernetes: schema and hardening
+
+
+def test_k8s_manifests_validate_against_the_kubernetes_schema() -> None:
+    """Every manifest, and what kustomize builds from them, against the schema of a current
+    Kubernetes release with unknown fields refused; a misspelt field fails the same check."""
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    for doc in _k8s_docs():
+        resource = {k: v for k, v in doc.items() if k != "_file"}
+        try:
+            kubernetes_validate.validate(resource, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{doc['_file']} {doc['kind']}/{doc['metadata']['name']}: {exc.message}")
+    broken = {k: v for k, v in _k8s("Deployment", "serving").items() if k != "_file"}
+    broken = json.loads(json.dumps(broken).replace('"runAsNonRoot"', '"runAsNonroot"'))
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, KUBERNETES_VERSION, strict=True)
+
+
+@pytest.mark.parametrize(
+    "workload", _workloads(), ids=lambda d: f"{d['kind']}/{d['metadata']['name']}"
+)
+def test_k8s_pods_are_hardened(workload: dict) -> None:
+    """Non-root, RuntimeDefault seccomp, no service-account token, and per container: no
+    privilege escalation, all capabilities dropped, a read-only root with emptyDir scratch
+    for /tmp (and, for the mlcycle image, HOME: MLflow's and Keras' caches), a pinned image."""
+    pod = _pod_spec(workload)
+    context = pod["securityContext"]
+    assert context["runAsNonRoot"] is True and context["runAsUser"] > 0
+    assert context["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    for claim in workload["spec"].get("volumeClaimTemplates", []):
+        volumes[claim["metadata"]["name"]] = {"persistentVolumeClaim": claim}
+    for container in pod["containers"]:
+        security = container["securityContext"]
+        assert security["allowPrivilegeEscalation"] is False
+        assert security["readOnlyRootFilesystem"] is True
+        assert security["capabilities"] == {"drop": ["ALL"]}
+        mounts = {m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]}
+        scratch = ["/tmp"] + (
+            ["/home/mlcycle"] if container["image"].startswith("mlcycle:") else []
+        )
+        for path in scratch:
+            assert "emptyDir" in mounts[path], f"{container['name']}: {path} is not an emptyDir"
+        name, _, tag = container["image"].rpartition(":")
+        assert name and tag and tag != "latest", f"{container['image']} is not pinned"
+        assert container["resources"]["requests"] and container["resources"]["limits"]
+
+
+def test_k8s_mlcycle_image_is_the_release() -> None:
+    from mlcycle.core import __version__
+
+    images = {c["image"] for d in _workloads() for c in _pod_spec(d)["containers"]}
+    assert f"mlcycle:{__version__}" in images
+    assert {i for i in images if i.startswith("mlcycle:")} == {f"mlcycle:{__version__}"}
+    compose = yaml.safe_load(COMPOSE.read_text())["x-mlcycle-image"]["image"]
+    assert compose.endswith(f":-mlcycle:{__version__}}}")
+
+
+def test_k8s_one_secret_per_workload_through_secret_key_refs() -> None:
+    """No envFrom of a Secret; each workload reads its own Secret only, key by key, and every
+    key exists; serving's holds no superuser, MLflow-database or S3 credential."""
+    secrets = _secrets()
+    shared = {"monitor-secrets": {"drift-monitor", "performance-monitor", "log-prune"}}
+    owners: dict[str, set[str]] = {}
+    for workload in _workloads():
+        name = workload["metadata"]["name"]
+        for container in _pod_spec(workload)["containers"]:
+            assert not any("secretRef" in e for e in container.get("envFrom", [])), name
+            refs = _secret_refs(container)
+            for secret, key in refs:
+                assert key in secrets[secret], f"{name}: {secret} has no {key}"
+            used = {secret for secret, _ in refs}
+            assert len(used) <= 1, f"{name} reads {used}"
+            for secret in used:
+                owners.setdefault(secret, set()).add(name)
+    for secret, workloads in owners.items():
+        assert len(workloads) == 1 or workloads <= shared.get(secret, set()), (secret, workloads)
+    assert set(secrets["serving-secrets"]).isdisjoint(
+        {"POSTGRES_PASSWORD", "MLFLOW_DB_PASSWORD", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    )
+    for values in secrets.values():
+        for key, value in values.items():
+            assert value.startswith("change-me-") and len(value) >= 24, key
+
+
+def test_k8s_log_readers_have_the_log_hash_key() -> None:
+    """Serving and every job with the prediction log get the same MLCYCLE_LOG_HASH_KEY (the
+    drift job hashes the reference as serving hashed the logged columns)."""
+    keys = set()
+    for workload in _workloads():
+        for container in _pod_spec(workload)["containers"]:
+            env = {e["name"]: e for e in container.get("env", [])}
+            if "MLCYCLE_PREDICTION_LOG_URL" in env:
+                ref = env["MLCYCLE_LOG_HASH_KEY"]["valueFrom"]["secretKeyRef"]
+                keys.add(_secrets()[ref["name"]][ref["key"]])
+    assert len(keys) == 1
+
+
+def test_k8s_workloads_log_in_to_mlflow_as_their_role() -> None:
+    """Each workload's MLflow user is its role's, with the password the init Job sets for it."""
+    init = _pod_spec(_k8s("Job", "mlflow-init"))["containers"][0]
+    program, argv = _k8s_argv(init)
+    assert program == "python" and argv[0] == "/app/deploy/mlflow/init_auth.py"
+    refs = [r["configMapRef"]["name"] for r in init["envFrom"]]
+    env = {k: v for name in refs for k, v in _k8s("ConfigMap", name)["data"].items()}
+    _parse_init_auth(argv[1:], env)
+    init_refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in init["env"] if "valueFrom" in e}
+    init_secret = _secrets()[init_refs["AUTH_TRAINER_PASSWORD"]["name"]]
+    for workload in _workloads():
+        name = workload["metadata"]["name"]
+        if name not in MLFLOW_ROLES:
+            continue
+        (container,) = _pod_spec(workload)["containers"]
+        env = {e["name"]: e for e in container["env"]}
+        user = env["MLFLOW_TRACKING_USERNAME"]["value"]
+        assert user == MLFLOW_ROLES[name], name
+        ref = env["MLFLOW_TRACKING_PASSWORD"]["valueFrom"]["secretKeyRef"]
+        password = _secrets()[ref["name"]][ref["key"]]
+        assert password == init_secret[f"AUTH_{user.upper()}_PASSWORD"], name
+
+
+def _allowed(policy: dict) -> set[str]:
+    """app.kubernetes.io/name values a NetworkPolicy lets in (pods of its own namespace)."""
+    names: set[str] = set()
+    for rule in policy["spec"]["ingress"]:
+        for peer in rule["from"]:
+            assert set(peer) == {"podSelector"}, "no namespaceSelector or ipBlock: own pods only"
+            for expr in peer["podSelector"]["matchExpressions"]:
+                assert expr["key"] == "app.kubernetes.io/name" and expr["operator"] == "In"
+                names |= set(expr["values"])
+    return names
+
+
+def test_k8s_network_policies() -> None:
+    """Ingress denied by default; serving open on its HTTP and gRPC ports; MLflow and
+    PostgreSQL reachable only from the namespace's workloads that use them."""
+    deny = _k8s("NetworkPolicy", "default-deny-ingress")["spec"]
+    assert deny == {"podSelector": {}, "policyTypes": ["Ingress"]}
+    serving = _k8s("NetworkPolicy", "serving")["spec"]
+    assert serving["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "serving"}
+    (rule,) = serving["ingress"]
+    (container,) = _pod_spec(_k8s("Deployment", "serving"))["containers"]
+    assert {p["port"] for p in rule["ports"]} == {p["name"] for p in container["ports"]}
+    to_mlflow, to_postgres = set(), set()
+    for workload in _workloads():
+        name = workload["metadata"]["name"]
+        assert (
+            workload["spec"]
+            .get("selector", {})
+            .get("matchLabels", {})
+            .get("app.kubernetes.io/name", name)
+            == name
+        )
+        for c in _pod_spec(workload)["containers"]:
+            env = {e["name"] for e in c.get("env", [])}
+            if "MLFLOW_TRACKING_USERNAME" in env:
+                to_mlflow.add(name)
+            if env & {"PREDICTIONS_DB_PASSWORD", "PGPASSWORD"} and name != "postgres":
+                to_postgres.add(name)
+    assert _allowed(_k8s("NetworkPolicy", "mlflow")) == to_mlflow
+    assert _allowed(_k8s("NetworkPolicy", "postgres")) == to_postgres
+    for workload in _workloads():  # pod labels are what the policies select on
+        labels = _pod_template(workload)["metadata"]["labels"]
+        assert labels["app.kubernetes.io/name"] == workload["metadata"]["name"]
+
+
+def _pod_template(doc: dict) -> dict:
+    if doc["kind"] == "CronJob":
+        return doc["spec"]["jobTemplate"]["spec"]["template"]
+    return doc["spec"]["template"]
+
+
+def test_k8s_postgres_runs_the_init_script_and_keeps_its_data() -> None:
+    statefulset = _k8s("StatefulSet", "postgres")
+    pod = _pod_spec(statefulset)
+    (container,) = pod["containers"]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    init = volumes[mounts["/docker-entrypoint-initdb.d"]]["configMap"]
+    generator = yaml.safe_load((K8S / "kustomization.yaml").read_text())["configMapGenerator"]
+    (entry,) = [g for g in generator if g["name"] == init["name"]]
+    assert (
+        entry["files"] == ["postgres/init-databases.sh"]
+        and entry["options"]["disableNameSuffixHash"]
+    )
+    assert init["defaultMode"] == 0o555, "executed by the entrypoint, not sourced"
+    claim = statefulset["spec"]["volumeClaimTemplates"][0]["metadata"]["name"]
+    assert mounts["/var/lib/postgresql/data"] == claim
+    env = {e["name"]: e for e in container["env"]}
+    assert env["PGDATA"]["value"].startswith("/var/lib/postgresql/data/")
+    for name in ("POSTGRES_PASSWORD", "MLFLOW_DB_PASSWORD", "PREDICTIONS_DB_PASSWORD"):
+        assert env[name]["valueFrom"]["secretKeyRef"]["name"] == "postgres-secrets"
+
+
+def test_k8s_serving_grpc_port_probes_and_shadow_settings(monkeypatch) -> None:
+    """gRPC on 8081: container port, Service port, native gRPC startup probe (HTTP readiness
+    and liveness unchanged); the serving ConfigMap holds the gRPC port and shadow settings,
+    and the serving settings accept them."""
+    from serving.settings import get_settings
+
+    config = _k8s("ConfigMap", "serving-config")["data"]
+    assert config["MLCYCLE_GRPC_PORT"] == "8081"
+    assert config["MLCYCLE_SHADOW"] in ("true", "false")
+    assert config["MLCYCLE_SHADOW_ALIAS"] == "challenger"
+    assert 0 <= float(config["MLCYCLE_SHADOW_SAMPLE"]) <= 1
+    (container,) = _pod_spec(_k8s("Deployment", "serving"))["containers"]
+    assert {"configMapRef": {"name": "serving-config"}} in container["envFrom"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http": 8080, "grpc": 8081}
+    assert container["startupProbe"]["grpc"]["port"] == 8081
+    assert container["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "http"}
+    service = {p["name"]: p for p in _k8s("Service", "serving")["spec"]["ports"]}
+    assert service["grpc"]["port"] == 8081 and service["grpc"]["targetPort"] == "grpc"
+    for key, value in config.items():
+        monkeypatch.setenv(key, value)  # a value serving refuses fails here, naming it
+    get_settings()
+
+
+def test_k8s_log_prune_cronjob() -> None:
+    cronjob = _k8s("CronJob", "log-prune")
+    (container,) = _pod_spec(cronjob)["containers"]
+    _, argv = _k8s_argv(container)
+    assert argv == ["log", "prune", "--older-than", "90d"]
+    assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+    assert cronjob["spec"]["jobTemplate"]["spec"]["backoffLimit"] == 0
+    minute, hour, *rest = cronjob["spec"]["schedule"].split()
+    assert minute.isdigit() and hour.isdigit() and rest == ["*", "*", "*"], "once a day"
+    assert {name for name, _ in _secret_refs(container)} == {"monitor-secrets"}
+    assert "MLFLOW_TRACKING_PASSWORD" not in {e["name"] for e in container["env"]}
+
+
+def test_k8s_hpa_matches_the_capacity_model() -> None:
+    """The HPA and serving's CPU request are the ones docs/deployment.md derives."""
+    hpa = _k8s("HorizontalPodAutoscaler", "serving")["spec"]
+    (metric,) = hpa["metrics"]
+    (container,) = _pod_spec(_k8s("Deployment", "serving"))["containers"]
+    text = (ROOT / "docs" / "deployment.md").read_text()
+    section = text[text.index("## Capacity") :]
+    for fact in (
+        f"`minReplicas: {hpa['minReplicas']}`",
+        f"`maxReplicas: {hpa['maxReplicas']}`",
+        f"`averageUtilization: {metric['resource']['target']['averageUtilization']}`",
+        f"`cpu: {container['resources']['requests']['cpu']}`",
+        f"`memory: {container['resources']['requests']['memory']}`",
+        f"`MLCYCLE_WORKERS: {_k8s('ConfigMap', 'serving-config')['data']['MLCYCLE_WORKERS']}`",
+    ):
+        assert fact in section, f"docs/deployment.md, Capacity, does not state {fact}"
+
+
+def test_grafana_host_panel_shows_what_the_host_alerts_judge() -> None:
+    """The dashboard charts, for each host alert, the very expression the alert compares
+    with its threshold."""
+    dashboard = json.loads((GRAFANA / "dashboards" / "mlcycle.json").read_text())
+    exprs = {" ".join(e.split()) for e in _promql(dashboard)}
+    rules = yaml.safe_load(ALERTS.read_text())["groups"]
+    (host,) = [g for g in rules if g["name"] == "host"]
+    assert {r["alert"] for r in host["rules"]} == {"HostHighCpu", "HostHighMemory", "HostDiskFull"}
+    for rule in host["rules"]:
+        measured, _, threshold = " ".join(rule["expr"].split()).rpartition(" > ")
+        assert float(threshold) in (0.9, 0.85), rule["alert"]
+        assert measured in exprs, f"no Grafana panel charts {rule['alert']}: {measured}"
