@@ -209,7 +209,6 @@ def summarize(runs: dict, conns: list[int], args, agreement: float) -> str:
     from serving.settings import get_settings
 
     s = get_settings()
-    head = "| server | " + " | ".join(f"c={c} req/s | c={c} p50 / p99 ms" for c in conns)
     lines = [
         f"Machine: {os.cpu_count()} cores, {platform.platform()}, Python "
         f"{platform.python_version()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. "
@@ -221,19 +220,8 @@ def summarize(runs: dict, conns: list[int], args, agreement: float) -> str:
         "(`parallel_workers: 0`: its inference pool crashes here). The machine is shared "
         "with other jobs: figures are noisy, ratios from one run.",
         "",
-        head + " |",
-        "|---|" + "---|---|" * len(conns),
+        *docs.rate_table(runs, LABELS, conns),
     ]
-    for key, label in LABELS.items():
-        if key not in runs:
-            continue
-        cells = " | ".join(
-            f"{runs[key][c]['rps']:.0f}"
-            + (f" ({runs[key][c]['errors']} err)" if runs[key][c]["errors"] else "")
-            + f" | {runs[key][c]['p50']:.1f} / {runs[key][c]['p99']:.1f}"
-            for c in conns
-        )
-        lines.append(f"| {label} | {cells} |")
     lines.append("")
     lines.append(f"- Answers: mlcycle and MLServer agree to {agreement:.1e} (max |Δp|).")
     for c in conns:

@@ -185,7 +185,6 @@ def summarize(runs: dict, conns: list[int], args, s) -> str:
         "mlflow": f"`mlflow models serve -w {args.workers}`, same registered model",
         "keras": "`mlflow models serve`, same network via `mlflow.keras` (anchor)",
     }
-    head = "| server | " + " | ".join(f"c={c} req/s | c={c} p50 / p99 ms" for c in conns)
     lines = [
         f"Machine: {os.cpu_count()} cores, {platform.platform()}, Python "
         f"{platform.python_version()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}."
@@ -193,19 +192,8 @@ def summarize(runs: dict, conns: list[int], args, s) -> str:
         "prediction log (SQLite WAL) and metrics on; one-row `dataframe_records` body; "
         f"wrk {args.seconds} s per point; other jobs may share the machine.",
         "",
-        head + " |",
-        "|---|" + "---|---|" * len(conns),
+        *docs.rate_table(runs, labels, conns),
     ]
-    for key, label in labels.items():
-        if key not in runs:
-            continue
-        cells = " | ".join(
-            f"{runs[key][c]['rps']:.0f}"
-            + (f" ({runs[key][c]['errors']} err)" if runs[key][c]["errors"] else "")
-            + f" | {runs[key][c]['p50']:.1f} / {runs[key][c]['p99']:.1f}"
-            for c in conns
-        )
-        lines.append(f"| {label} | {cells} |")
     lines.append("")
     for c in conns:
         a = runs["mlcycle"][c]["rps"]

@@ -41,3 +41,23 @@ def write_section(name: str, text: str, heading: str = "", path: Path = DOC) -> 
     """Replace section `name` of `path` (docs/benchmarks.md; created if missing) by `text`."""
     doc = path.read_text() if path.exists() else "# Benchmarks\n"
     path.write_text(replace_section(doc, name, text, heading))
+
+
+def rate_table(runs: dict, labels: dict, conns: list) -> list[str]:
+    """Markdown lines: one row per server in `labels` found in `runs`, req/s and p50 / p99 per c.
+
+    `runs[key][c]` holds `rps`, `errors`, `p50` and `p99` (ms) measured at `c` connections.
+    """
+    head = "| server | " + " | ".join(f"c={c} req/s | c={c} p50 / p99 ms" for c in conns)
+    lines = [head + " |", "|---|" + "---|---|" * len(conns)]
+    for key, label in labels.items():
+        if key not in runs:
+            continue
+        cells = " | ".join(
+            f"{runs[key][c]['rps']:.0f}"
+            + (f" ({runs[key][c]['errors']} err)" if runs[key][c]["errors"] else "")
+            + f" | {runs[key][c]['p50']:.1f} / {runs[key][c]['p99']:.1f}"
+            for c in conns
+        )
+        lines.append(f"| {label} | {cells} |")
+    return lines
