@@ -32,7 +32,10 @@ def drift(
         "MLCYCLE_DRIFT_DEFAULT_LAST, 10000).",
     ),
     model_version: str | None = typer.Option(
-        None, "--model-version", help="Model version to judge (default: the production version)."
+        None,
+        "--model-version",
+        help="Model version to judge (default: the version that scored the newest logged row, "
+        "else the production version).",
     ),
     model_name: str | None = typer.Option(
         None,

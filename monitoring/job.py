@@ -1,9 +1,10 @@
 """One drift check end to end: registry -> reference + prediction log -> Evidently -> outputs.
 
-In: a `Window`, an optional model version (default: production) and the settings. Out: the
-report files, index, drift.prom and MLflow run (see `monitoring.reports`) and an `Outcome` whose
-exit code is 0 (no drift), 1 (dataset drift) or 2 (could not judge: unknown model or version,
-missing/empty log, too few rows, no reference sample).
+In: a `Window`, an optional model version (default: the one that scored the newest logged row,
+else production) and the settings. Out: the report files, index, drift.prom and MLflow run (see
+`monitoring.reports`) and an `Outcome` whose exit code is 0 (no drift), 1 (dataset drift) or 2
+(could not judge: unknown model or version, missing/empty log, too few rows, no reference
+sample).
 
 Bounded cost: at most `settings.sample_rows` rows of each side reach Evidently (uniform random
 samples; see docs/monitoring.md for why the verdict is preserved), and only the sampled rows'
@@ -26,7 +27,7 @@ from pathlib import Path
 from mlcycle.core.logdb import LogError
 from mlcycle.core.prediction_log import LogPrivacy
 from monitoring.drift import DriftResult, ReportWorker
-from monitoring.logreader import LogWindow, read_window
+from monitoring.logreader import LogWindow, read_window, served_version
 from monitoring.reference import (
     ModelRef,
     ModelRefError,
@@ -189,7 +190,8 @@ def check(
 
     Args:
         window: which rows of the prediction log.
-        model_version: registry version (None: the production version).
+        model_version: registry version (None: the version that scored the newest logged row,
+            else the production version).
         model_name: registered model name (None: from the settings).
         settings: monitoring settings (None: from the environment).
 
@@ -222,7 +224,10 @@ def _check(
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     configure_mlflow()
     try:
-        ref = resolve_model(model_name or settings.model_name, model_version)
+        name = model_name or settings.model_name
+        ref = resolve_model(
+            name, model_version or served_version(settings.prediction_log_url, name)
+        )
         reference = load_reference(ref, settings.sample_rows, settings.seed)
         privacy = LogPrivacy.from_settings(settings)
         if privacy is not None:
@@ -235,7 +240,7 @@ def _check(
             ref.run_id,
             window,
             ref.columns,
-            settings.min_rows,
+            min_rows(window, settings.min_rows),
             settings.sample_rows,
             settings.seed,
         )
@@ -264,6 +269,12 @@ def _check(
     _lap("reports + mlflow", started)
     summary["duration_s"] = round(time.time() - started, 3)
     return Outcome(summary["exit_code"], describe(summary, settings), summary)
+
+
+def min_rows(window: Window, configured: int) -> int:
+    """Fewest rows to judge: the setting, or N for an explicit `--last N` below it (the user
+    asked for exactly that many rows)."""
+    return configured if window.last is None else min(configured, window.last)
 
 
 def _lap(step: str, started: float) -> None:

@@ -372,6 +372,45 @@ def _too_few(count: int, min_rows: int, described: str, others: int, run_id: str
     )
 
 
+def served_version(url: str, model_name: str) -> str | None:
+    """The version of `model_name` that scored the newest logged row (or batch), if any.
+
+    This is the version serving now as the log records it: after a promotion the server
+    refused (an unsigned or changed version keeps the previous one serving), the registry's
+    production version has no rows while this one has them all.
+
+    Args:
+        url: SQLAlchemy URL of the log.
+        model_name: registered model name.
+
+    Returns:
+        The version, or None when the log holds no row of that model.
+
+    Raises:
+        LogError: missing log.
+    """
+    import sqlalchemy as sa
+
+    engine = open_log(url)
+    try:
+        with engine.connect() as conn:
+            tables = [ROWS] + ([BATCHES] if sa.inspect(conn).has_table(BATCHES) else [])
+            newest = [
+                conn.execute(
+                    sa.text(
+                        f"SELECT ts, model_version FROM {table} WHERE model_name = :m "
+                        "ORDER BY id DESC LIMIT 1"
+                    ),
+                    {"m": model_name},
+                ).first()
+                for table in tables
+            ]
+    finally:
+        engine.dispose()
+    found = [row for row in newest if row is not None]
+    return str(max(found, key=lambda row: row[0])[1]) if found else None
+
+
 def read_window(
     url: str,
     model_name: str,

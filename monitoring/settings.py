@@ -45,7 +45,8 @@ class Settings(SharedSettings):
     model_config = SettingsConfigDict(env_prefix="MLCYCLE_DRIFT_")
 
     min_rows: int = Field(200, ge=1)
-    """Fewest rows in a window that a drift check will judge."""
+    """Fewest rows in a window that a drift check will judge (an explicit `--last N` below it
+    asks for N)."""
     drift_share: float = Field(0.25, ge=0, le=1, validation_alias="MLCYCLE_DRIFT_SHARE")
     """Dataset-level verdict: drift when at least this share of input columns drift (also
     `--drift-share`)."""

@@ -148,12 +148,27 @@ def test_could_not_judge_cases_exit_2(env: dict) -> None:
     result = _drift("--model-version", "999")
     assert result.exit_code == 2 and "has no version '999'" in result.output
 
+    # an explicit --last N below MLCYCLE_DRIFT_MIN_ROWS asks for N rows
+    result = _drift("--last", "150")
+    assert result.exit_code == 0, result.output
+
     # another store's "credit-risk v1" sharing the log is left out, and named when it matters
     _log(env, *_clean(env, n=500), run_id="some-other-run")
     result = _drift("--last", "500")
     assert result.exit_code == 2 and "150 logged" in result.output
     assert "500 rows of that name and version come from other runs" in result.output
     assert "Traceback" not in result.output
+
+
+def test_default_version_is_the_one_the_log_shows_serving(env: dict) -> None:
+    """Production in the registry may not be what serves (a refused, unsigned version): the
+    check judges the version that scored the newest logged row."""
+    frame, preds = _clean(env, n=300)
+    _log(env, frame, preds)
+    assert _drift("--last", "300").exit_code in (0, 1)  # judged
+    _log(env, frame.head(5), preds.head(5), version="77")
+    result = _drift("--last", "300")
+    assert result.exit_code == 2 and "has no version '77'" in result.output
 
 
 def test_hashed_and_dropped_log_columns(env: dict, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,6 +16,7 @@ from monitoring.logreader import (
     read_window,
     rows_to_frame,
     sample_condition,
+    served_version,
 )
 from monitoring.synthlog import append_rows, create_log
 from monitoring.windows import Window
@@ -289,3 +290,13 @@ def test_an_unreadable_batch_is_skipped_but_counted(tmp_path: Path, caplog) -> N
     got = _read(url, Window(last=1000))
     assert got.n_window == 600 and len(got.frame) == 300
     assert "skipping prediction batch" in caplog.text
+
+
+def test_served_version_is_the_newest_row_or_batch(tmp_path: Path) -> None:
+    url = _mixed(tmp_path)  # newest: version 2's rows at ts 300
+    assert served_version(url, "m") == "2"
+    later = _store(tmp_path, batches=[_batch(10, 9000, ts=400.0, version="3")])
+    assert served_version(later, "m") == "3"  # a batch newer than every row
+    assert served_version(url, "other-model") is None
+    create_log(tmp_path / "empty.db")
+    assert served_version(f"sqlite:///{tmp_path / 'empty.db'}", "m") is None
