@@ -142,7 +142,7 @@ def test_every_route_explains_on_request(explained_app):
     client = explained_app.test_client()
     one = client.post("/predict?explain=true", json=ROW).get_json()
     _adds_up(one["explanation"], one["probability"])
-    many = client.post("/predict?explain=1", json=[ROW, {**ROW, "age": 61}]).get_json()
+    many = client.post("/predict?explain=true", json=[ROW, {**ROW, "age": 61}]).get_json()
     for row in many["predictions"]:
         _adds_up(row["explanation"], row["probability"])
     inv = client.post("/invocations?explain=true", json={"dataframe_records": [ROW]}).get_json()
@@ -171,9 +171,10 @@ def test_unexplained_requests_are_unchanged_and_build_nothing(app_with, explaine
 
 def test_bad_explain_values_and_too_many_rows_are_refused(explained_app):
     client = explained_app.test_client()
-    bad = client.post("/predict?explain=maybe", json=ROW)
-    assert bad.status_code == 400 and bad.get_json()["field"] == "explain"
-    many = client.post("/predict?explain=true", json=[ROW] * 65)
+    for value in ("maybe", "1", ""):
+        bad = client.post(f"/predict?explain={value}", json=ROW)
+        assert bad.status_code == 400 and bad.get_json()["field"] == "explain", value
+    many = client.post("/predict?explain=true", json=[ROW] * 17)
     assert many.status_code == 413
 
 
