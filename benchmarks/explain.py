@@ -68,9 +68,7 @@ def measure(service, reference, background_rows: int, rows: int) -> dict:
     started = time.perf_counter()
     mine = ours.explain(validated(explained), rows)
     ours_ms = (time.perf_counter() - started) * 1000 / rows
-    levels = {
-        c.name: sorted(set(reference[c.name].dropna())) for c in service.schema.columns
-    }
+    levels = {c.name: sorted(set(reference[c.name].dropna())) for c in service.schema.columns}
     levels = {c: v for c, v in levels.items() if not service.schema.by_name[c].numeric}
     masker = shap.maskers.Independent(_encode(background, names, levels), background_rows)
     explainer = shap.explainers.Exact(_shap_model(service, names, levels), masker)

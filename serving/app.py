@@ -231,7 +231,7 @@ def _shadow(settings: Settings, metrics) -> ShadowScorer | None:
         metrics,
         _lazy(mlflow_loader, plain),
         _lazy(candidate_resolver, settings),
-        ShadowLog(settings.prediction_log_url, settings.log_timeout_s),
+        ShadowLog(settings.prediction_log_url, settings.log_timeout_s, settings.log_sync),
     ).start()
 
 

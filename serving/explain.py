@@ -94,7 +94,7 @@ class Explainer:
 
     @property
     def space(self) -> str:
-        """ "log_odds" for the linear closed form, else "probability"."""
+        """`log_odds` for the linear closed form, else `probability`."""
         return "probability" if self.linear is None else "log_odds"
 
     @property
@@ -238,7 +238,10 @@ class Explainers:
                     "sample cannot be read",
                     status=503,
                 ) from None
-            found = self._by_version[key] = Explainer(service, background)
+            try:
+                found = self._by_version[key] = Explainer(service, background)
+            except ValueError as exc:  # too many columns for exact values
+                raise RequestError(f"{service.label} cannot be explained: {exc}", 422) from None
             return found
 
 

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 QUEUE_REQUESTS = 256  # requests waiting for the shadow thread; past it they are dropped
 WRITE_ROWS = 2048  # rows the thread gathers into one transaction at most
+GATHER_S = 0.05  # after the first queued request, how long the thread waits for more
 Writer = Callable[[list[tuple]], None]
 
 
@@ -131,6 +132,9 @@ class ShadowScorer:
                 first = self._queue.get(timeout=0.5)
             except queue.Empty:
                 continue
+            # Let a few more requests arrive: one forward pass and one transaction for all of
+            # them take the GIL and the log's write lock far less often than one per request.
+            self._stop.wait(GATHER_S)
             items, size = [first], len(first[5])
             while size < WRITE_ROWS:
                 try:
@@ -141,32 +145,61 @@ class ShadowScorer:
             self._score_and_write(items)
 
     def _score_and_write(self, items: list[tuple]) -> None:
+        """Score the gathered requests in one forward pass (one by one if that fails, so one
+        bad request costs only its own rows), then write all their rows in one transaction."""
+        candidate = self.candidate
+        items = [it for it in items if candidate is not None and it[3] != candidate.version]
+        if not items:
+            return
+        try:
+            shadow = self._predict(candidate, [it[4] for it in items])
+        except Exception:
+            shadow = None
         rows: list[tuple] = []
+        scored: list[tuple[np.ndarray, np.ndarray]] = []
+        start = 0
         for item in items:
+            n = len(item[5])
             try:
-                rows += self._score(item)
+                if shadow is None:
+                    part = self._predict(candidate, [item[4]])
+                else:
+                    part = shadow[start : start + n]
+                rows += self._rows(candidate.version, item, part)
+                scored.append((part, item[5]))
             except Exception:  # a broken candidate must never reach a client: count, go on
                 self.metrics.shadow_errors.labels("score").inc()
                 log.exception("shadow scoring of request %s failed", item[1])
+            start += n
         if not rows:
             return
+        self.metrics.observe_shadow(
+            candidate.version,
+            np.concatenate([a for a, _ in scored]),
+            np.concatenate([b for _, b in scored]),
+            self.threshold,
+        )
         try:
             self._write(rows)
         except Exception:
             self.metrics.shadow_errors.labels("write").inc()
             log.exception("writing %d shadow rows failed; they are dropped", len(rows))
 
-    def _score(self, item: tuple) -> list[tuple]:
-        ts, request_id, name, production_version, arrays, production = item
-        candidate = self.candidate
-        if candidate is None or candidate.version == production_version:
-            return []
-        shadow = np.asarray(candidate.predict_arrays(arrays), dtype=np.float64)
+    @staticmethod
+    def _predict(candidate: ModelService, requests: list[dict]) -> np.ndarray:
+        """The candidate's probabilities for the rows of several requests, in order."""
+        if len(requests) == 1:
+            columns = requests[0]
+        else:
+            columns = {name: _concat([r[name] for r in requests]) for name in requests[0]}
+        return np.asarray(candidate.predict_arrays(columns), dtype=np.float64)
+
+    def _rows(self, version: str, item: tuple, shadow: np.ndarray) -> list[tuple]:
+        ts, request_id, name, production_version, _, production = item
         if shadow.shape != production.shape:
             raise ValueError(f"{len(shadow)} shadow predictions for {len(production)} rows")
-        self.metrics.observe_shadow(candidate.version, shadow, production, self.threshold)
         return [
-            (ts, request_id, i, name, candidate.version, production_version, s, p)
+            (ts, request_id, i, name, version, production_version, s, p)
             for i, (s, p) in enumerate(zip(shadow.tolist(), production.tolist(), strict=True))
         ]
 
@@ -178,34 +211,75 @@ class ShadowScorer:
             self._thread.join(timeout)
 
 
+def _concat(parts: list) -> np.ndarray:
+    """One column of several requests (a `pandas.Categorical` part as plain objects)."""
+    if any(hasattr(p, "codes") for p in parts):
+        parts = [np.asarray(p, dtype=object) for p in parts]
+    return np.concatenate(parts)
+
+
 class ShadowLog:
     """Writes `shadow_predictions` rows to the prediction log, one transaction per call, on a
-    connection of its own (the production log's group commit never waits for it)."""
+    connection of its own (the production log's group commit never waits for it): sqlite3
+    directly for a SQLite file (as `serving.predlog.stores.SqliteStore`), SQLAlchemy otherwise."""
 
-    def __init__(self, url: str, timeout_s: float = 2.0) -> None:
+    def __init__(self, url: str, timeout_s: float = 2.0, synchronous: str = "NORMAL") -> None:
+        self._url, self._timeout, self._synchronous = url, timeout_s, synchronous
+        self._sqlite = None
+        self._engine = None
+        self._table = None
+
+    def _open(self) -> None:
+        if self._url.startswith("sqlite:///"):
+            import sqlite3
+
+            conn = sqlite3.connect(
+                self._url[len("sqlite:///") :],
+                timeout=self._timeout,
+                check_same_thread=False,
+                isolation_level=None,
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            # As the production writer's (`MLCYCLE_PREDICTION_LOG_SYNC`): FULL would fsync every
+            # shadow commit while holding the write lock the production commits wait for.
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            for ddl in contract.sqlite_ddl():
+                conn.execute(ddl)
+            self._sqlite = conn
+            return
         import sqlalchemy as sa
 
-        from serving.predlog.labels import begin_immediate
-        from serving.predlog.stores import create_engine
+        from serving.predlog.stores import create_engine, create_tables
 
-        self._engine = create_engine(url, timeout_s)
-        if self._engine.dialect.name == "sqlite":
-            begin_immediate(self._engine)
+        self._engine = create_engine(self._url, self._timeout)
+        create_tables(self._engine)
         self._table = contract.tables(sa.MetaData())[4]
-        self._ready = False
 
     def __call__(self, rows: list[tuple]) -> None:
-        from serving.predlog.stores import create_tables
-
-        if not self._ready:
-            create_tables(self._engine)
-            self._ready = True
+        if self._sqlite is None and self._engine is None:
+            self._open()
+        if self._sqlite is not None:
+            conn = self._sqlite
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(_INSERT, rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return
         records = [dict(zip(contract.SHADOW_COLUMNS, r, strict=True)) for r in rows]
         with self._engine.begin() as conn:
             conn.execute(self._table.insert(), records)
 
     def close(self) -> None:
-        self._engine.dispose()
+        if self._sqlite is not None:
+            self._sqlite.close()
+        if self._engine is not None:
+            self._engine.dispose()
+
+
+_INSERT = contract.insert_sql(contract.SHADOW)
 
 
 def candidate_resolver(settings: Settings):

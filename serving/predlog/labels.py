@@ -200,7 +200,7 @@ class LabelStore:
         self._engine = create_engine(url, timeout_s)
         self._dialect = self._engine.dialect.name
         if self._dialect == "sqlite":
-            begin_immediate(self._engine)
+            _begin_immediate(self._engine)
         self._chunk = max(1, int(chunk))
         self._rows, self._batches, _, self._labels, _ = contract.tables(sa.MetaData())
         self._upsert = contract.label_upsert(self._labels, self._dialect)
@@ -322,7 +322,7 @@ def _require_sqlite_file(url: str) -> None:
         raise LabelError(f"no prediction log at {database}: serve some traffic first")
 
 
-def begin_immediate(engine: Any) -> None:
+def _begin_immediate(engine: Any) -> None:
     """SQLite transactions take the write lock at BEGIN (waiting up to the busy timeout), so
     the lookups and the upsert see one state and never fail to upgrade a read lock."""
     from sqlalchemy import event
