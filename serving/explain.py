@@ -10,7 +10,8 @@ attributions add up to the prediction minus `base_value` (exactly, up to float r
 - The network: exact (interventional) Shapley values. Every coalition S of the k input
   columns (2^k: 8,192 for the 13 bundled ones) is scored against every background row b, with
   the columns of S taken from the row and the others from b, in one vectorised forward pass
-  of 2^k x B rows (262,144 for B = 32: about 0.1 s per explained row on one core, measured in
+  of 2^k x B rows (262,144 for B = 32: 0.4-1 s per explained row on one core, as long as shap's
+  Exact explainer on the same background, both bound by the forward pass; measured in
   docs/benchmarks.md); v(S) is the mean over b and each column's value is the Shapley
   average of its marginal contributions. `base_value` = v(∅), the mean prediction over the
   background; `space` = "probability".
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 
 BACKGROUND_ROWS = 32
 MAX_EXACT_COLUMNS = 16  # 2^16 coalitions x 32 rows is ~2M model rows per explained row
-MAX_EXPLAINED_ROWS = 16  # each costs ~0.4 s on one core (13 columns, 32 background rows)
+MAX_EXPLAINED_ROWS = 16  # each costs 0.4-1 s on one core (13 columns, 32 background rows)
 REFERENCE_TAG = "mlcycle.reference_uri"  # the version tag naming its reference sample
 DEFAULT_REFERENCE_PATH = "reference/reference.parquet"
 

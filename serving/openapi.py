@@ -531,7 +531,7 @@ EXPLAIN_QUERY = {
     "required": False,
     "schema": {"type": "boolean"},
     "description": "Add each row's additive feature attributions (exact Shapley values; at "
-    "most 16 rows, ~0.4 s each): `explanation` per row on /predict, `explanations` on "
+    "most 16 rows, up to ~1 s each): `explanation` per row on /predict, `explanations` on "
     "/invocations.",
 }
 
