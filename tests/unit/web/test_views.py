@@ -222,3 +222,10 @@ def test_models_page_shows_the_shadow_agreement_and_both_live_aucs(tmp_path, mon
     cells = [c.split("</td>")[0] for c in section.split("<td>")[1:8]]
     assert cells[:4] == ["4", "50.00 %", "0.2125", "0.4275"]
     assert cells[4:] == ["4", "1.0000", "0.7500"]  # same rows, both versions
+
+
+def test_predict_page_offers_explanations_drawn_as_bars(client):
+    page = client.get("/ui/predict").get_data(as_text=True)
+    assert 'id="explain"' in page and 'id="explain-bars"' in page
+    script = client.get("/ui/static/predict.js").get_data(as_text=True)
+    assert "/predict?explain=true" in script and "bar-row" in script
