@@ -129,6 +129,9 @@ def summarize(rounds: dict, args, challenger: str, shadowed: float, dropped: flo
         f"{med['on']['rps'] / med['off']['rps']:.2f}.",
         f"- Shadow server: {served} requests answered, {shadowed:.0f} rows scored in shadow, "
         f"{dropped:.0f} requests dropped by the full shadow queue (counted, never waited for).",
+        "- The challenger is the production model registered again (same size, so the cost is a "
+        "real candidate's). The req/s given up is its second, uncached forward pass per row on a "
+        "CPU-bound 2-core machine; `MLCYCLE_SHADOW_SAMPLE` scales it down.",
     ]
     return "\n".join(lines)
 
