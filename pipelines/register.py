@@ -35,7 +35,8 @@ from pipelines.settings import get_settings
 
 log = logging.getLogger(__name__)
 
-TEST, LIVE = "test", "live"
+TEST, LIVE, SHADOW = "test", "live", "shadow"
+SHADOW_MIN_ROWS = 100  # labelled shadow rows before shadow evidence can keep a challenger out
 
 
 class GateError(ValueError):
@@ -76,7 +77,7 @@ class GateDecision:
             "margin": margin,
             "rows": self.rows,
             "live_rows": self.parts.get(LIVE, {}).get("rows", 0),
-        }
+        } | ({"shadow_rows": self.parts[SHADOW]["rows"]} if SHADOW in self.parts else {})
 
 
 def _round(value: float) -> float | None:
@@ -250,7 +251,43 @@ def _tags(decision: GateDecision, margin: float) -> dict[str, str]:
         tags["mlcycle.gate_live_rows"] = str(live["rows"])
         tags["mlcycle.gate_live_auc"] = f"{live['auc']:.6f}"
         tags["mlcycle.gate_champion_live_auc"] = f"{live['champion_auc']:.6f}"
+    shadow = decision.parts.get(SHADOW)
+    if shadow:
+        tags["mlcycle.gate_shadow_rows"] = str(shadow["rows"])
+        tags["mlcycle.gate_shadow_auc"] = f"{shadow['auc']:.6f}"
+        tags["mlcycle.gate_champion_shadow_auc"] = f"{shadow['champion_auc']:.6f}"
     return tags
+
+
+def shadow_evidence(log_url: str, name: str, version: str) -> dict | None:
+    """Both versions' live AUC on the labelled rows `version` scored in shadow (`serving.
+    shadow`, read through `mlcycle.core.shadowlog`), or None without such rows."""
+    import time
+
+    from mlcycle.core.logdb import LogError
+    from mlcycle.core.shadowlog import live_auc, read_labelled_pairs
+
+    try:
+        pairs = read_labelled_pairs(log_url, name, 0.0, time.time() + 1.0, version)
+    except LogError as exc:
+        log.info("no shadow evidence for %s v%s: %s", name, version, exc)
+        return None
+    live = live_auc(pairs)
+    if live["shadow_auc"] is None or live["production_auc"] is None:
+        return None
+    return {"rows": live["n"], "auc": live["shadow_auc"], "champion_auc": live["production_auc"]}
+
+
+def _with_shadow(decision: GateDecision, shadow: dict, margin: float) -> GateDecision:
+    """The decision with the shadow evidence recorded; with enough rows, a challenger that does
+    not beat production there by the margin stays in Staging."""
+    auc, champion, n = shadow["auc"], shadow["champion_auc"], shadow["rows"]
+    note = f"shadow: live AUC {auc:.4f} vs production {champion:.4f} on the same {n} rows"
+    parts = {**decision.parts, SHADOW: shadow}
+    if decision.promoted and n >= SHADOW_MIN_ROWS and not auc > champion + margin:
+        reason = f"{decision.reason}; kept by {note} (+ margin {margin:+.4f})"
+        return replace(decision, promoted=False, reason=reason, parts=parts)
+    return replace(decision, reason=f"{decision.reason}; {note}", parts=parts)
 
 
 def gate(
@@ -262,6 +299,7 @@ def gate(
     margin: float = 0.0,
     live: pd.DataFrame | None = None,
     note: str = "",
+    shadow_log_url: str | None = None,
 ) -> GateDecision:
     """Judge `version` against production on the same labelled rows, record it, promote it.
 
@@ -279,6 +317,9 @@ def gate(
         margin: required AUC improvement over production (may be negative).
         live: more labelled raw rows, e.g. the most recent labelled live rows.
         note: appended to the reason, e.g. the network's margin over its baseline.
+        shadow_log_url: a prediction log with the challenger's shadow rows (default
+            `MLCYCLE_GATE_SHADOW_LOG_URL`): both live AUCs on its labelled rows are recorded
+            (`shadow_evidence`) and, from `SHADOW_MIN_ROWS` rows, must clear the margin too.
 
     Returns:
         The decision, also tagged on the version (`mlcycle.gate`, `mlcycle.gate_auc`,
@@ -289,6 +330,10 @@ def gate(
         GateError: as `judge`.
     """
     decision = judge(client, name, version, gate_rows(rows, live), target, margin)
+    shadow_log_url = shadow_log_url or get_settings().gate_shadow_log_url
+    shadow = shadow_evidence(shadow_log_url, name, version) if shadow_log_url else None
+    if shadow is not None:
+        decision = _with_shadow(decision, shadow, margin)
     if note:
         decision = replace(decision, reason=f"{decision.reason}; {note}")
     for key, value in _tags(decision, margin).items():

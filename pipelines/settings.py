@@ -21,6 +21,10 @@ class Settings(ModelSettings):
     experiment: str = MODEL_NAME
     """MLflow experiment for standalone runs (not under `mlflow run`); named like the default
     model."""
+    gate_shadow_log_url: str | None = None
+    """A prediction log whose shadow rows the gate reads (`MLCYCLE_SHADOW` in serving): when
+    the challenger scored at least 100 labelled live rows there in shadow, both versions' live
+    AUC on those same rows is recorded and must beat production's by the margin too."""
 
 
 def get_settings() -> Settings:

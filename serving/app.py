@@ -38,11 +38,13 @@ from serving.errors import (
     internal_error_body,
     request_id,
 )
+from serving.explain import Explainers, attach_explanations, explain_asked
 from serving.guard import OutOfRange
 from serving.metrics import get_metrics, render
 from serving.model import ModelService
 from serving.predlog import LogHooks, PredictionLog, open_store
 from serving.settings import Launched, Settings, get_settings, launched
+from serving.shadow import ShadowLog, ShadowScorer, candidate_resolver
 from serving.watcher import ModelWatcher, ServingState, mlflow_loader, registry_resolver
 
 log = logging.getLogger(__name__)
@@ -66,12 +68,16 @@ class Serving:
         self.watcher: ModelWatcher | None = None
         self.predlog: PredictionLog | None = None
         self.grpc = None  # the OIP v2 gRPC service beside HTTP (`serving.oip.service`), if on
+        self.shadow = None  # the shadow scorer (`serving.shadow`), with MLCYCLE_SHADOW
+        self.explainers = Explainers()  # per version, built on the first explained request
         self.closed = False
         self.run_dir = launch.run_dir
         self._expected_workers = launch.workers
         self.log_privacy = LogPrivacy.from_settings(settings)
         if settings.log_predictions:
             self.predlog = _prediction_log(settings, self.metrics)
+        if settings.shadow and settings.start_watcher:
+            self.shadow = _shadow(settings, self.metrics)
         if model_service is not None:
             self.on_swap(model_service, None)
             self.state.swap(model_service)
@@ -163,6 +169,8 @@ class Serving:
             self.grpc.stop()
         if self.watcher:
             self.watcher.stop()
+        if self.shadow:
+            self.shadow.close()
         if self.predlog:
             self.predlog.close()
 
@@ -208,6 +216,23 @@ def _prediction_log(settings: Settings, metrics) -> PredictionLog:
             availability=lambda ok: metrics.log_unavailable.set(0 if ok else 1),
         ),
     )
+
+
+def _shadow(settings: Settings, metrics) -> ShadowScorer | None:
+    """The worker's shadow scorer, started; None when it cannot run (it follows the registry
+    and writes to the prediction log)."""
+    if settings.model_uri or not settings.log_predictions:
+        log.warning("MLCYCLE_SHADOW needs the registry and the prediction log: shadow is off")
+        return None
+    # The candidate scores whole queued requests: no cache, no micro-batching for it.
+    plain = settings.model_copy(update={"batching": False, "cache": False})
+    return ShadowScorer(
+        settings,
+        metrics,
+        _lazy(mlflow_loader, plain),
+        _lazy(candidate_resolver, settings),
+        ShadowLog(settings.prediction_log_url, settings.log_timeout_s, settings.log_sync),
+    ).start()
 
 
 def _configure_logging() -> None:
@@ -460,12 +485,17 @@ class Predictor:
         unseen category, a non-finite model output).
         """
         predlog = self.serving.predlog
+        explain = explain_asked(req, protocol, body)
         # Announced early, so a commit (or micro-batch) leader may wait briefly for these rows.
         log_turn = predlog.expect() if predlog is not None else None
         microbatch_turn = svc.batcher.expect() if svc.batcher is not None else None
         try:
             columns, arrays, preds, extra, flags = self._predict(
                 req, svc, body, protocol, microbatch_turn
+            )
+            # Before the log write: a request whose explanation fails is answered as refused.
+            explained = (
+                self.serving.explainers.explain(svc, arrays, len(preds)) if explain else None
             )
             rows, batches = self._log_entries(rid, svc, columns, arrays, preds)
             if predlog is not None:
@@ -476,7 +506,12 @@ class Predictor:
                     turn.cancel()  # a no-op once the rows were handed over
         if flags is not None:
             headers["X-Out-Of-Range"] = ",".join(flags.counts)
-        return self._answer(rid, svc, protocol, preds, extra, flags)
+        answer = self._answer(rid, svc, protocol, preds, extra, flags)
+        if self.serving.shadow is not None:  # after the answer is built; never blocks
+            self.serving.shadow.offer(rid, svc, arrays, preds)
+        if explained is not None:
+            attach_explanations(protocol, answer, extra, explained)
+        return answer
 
     def _predict(
         self,

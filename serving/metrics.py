@@ -20,6 +20,7 @@ import numpy as np
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 SCORE_BUCKETS = tuple(round(x, 2) for x in np.linspace(0.05, 1.0, 20))
+DELTA_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 # Prometheus text files of the monitoring jobs (drift, live performance), appended to /metrics.
 MONITORING_FILES = ("drift.prom", "performance.prom")
 
@@ -96,6 +97,37 @@ class Metrics:
             "category), per column; flagged and refused rows alike.",
             ["column"],
         )
+        self.shadow_rows = Counter(
+            "mlcycle_shadow_rows",
+            "Rows scored in shadow by the candidate version (MLCYCLE_SHADOW).",
+            ["shadow_version"],
+        )
+        self.shadow_flips = Counter(
+            "mlcycle_shadow_decision_flips",
+            "Shadow rows whose decision (probability >= threshold) differs from production's.",
+            ["shadow_version"],
+        )
+        self.shadow_delta = Histogram(
+            "mlcycle_shadow_abs_delta",
+            "|shadow - production| probability per shadow row.",
+            ["shadow_version"],
+            buckets=DELTA_BUCKETS,
+        )
+        self.shadow_dropped = Counter(
+            "mlcycle_shadow_dropped",
+            "Requests not scored in shadow because its queue was full (production unaffected).",
+        )
+        self.shadow_errors = Counter(
+            "mlcycle_shadow_errors",
+            "Shadow failures (never seen by clients), by stage: load, score, write.",
+            ["stage"],
+        )
+        self.shadow_info = Gauge(
+            "mlcycle_shadow_info",
+            "The candidate version scoring in shadow (1).",
+            ["model_name", "shadow_version"],
+            multiprocess_mode="livemax",
+        )
         self._children: dict[tuple, object] = {}
 
     def observe_request(
@@ -122,13 +154,7 @@ class Metrics:
             for s in scores.tolist():
                 child.observe(s)
             return
-        counts = np.bincount(
-            np.searchsorted(SCORE_BUCKETS, scores, side="left"), minlength=len(SCORE_BUCKETS) + 1
-        )
-        for i, c in enumerate(counts.tolist()):
-            if c:
-                child._buckets[i].inc(c)
-        child._sum.inc(float(scores.sum()))
+        _observe_many(child, SCORE_BUCKETS, scores)
 
     def observe_cache(self, hits: int, misses: int) -> None:
         """Count one request's prediction-cache lookups (rows found, rows not found)."""
@@ -145,6 +171,17 @@ class Metrics:
                 child = self._children[("range", column)] = self.out_of_range.labels(column)
             child.inc(rows)
 
+    def observe_shadow(
+        self, version: str, shadow: np.ndarray, production: np.ndarray, threshold: float
+    ) -> None:
+        """Count one request's shadow rows, their decision flips and |Δp|."""
+        delta = np.abs(shadow - production)
+        flips = int(np.count_nonzero((shadow >= threshold) != (production >= threshold)))
+        self.shadow_rows.labels(version).inc(len(shadow))
+        if flips:
+            self.shadow_flips.labels(version).inc(flips)
+        _observe_many(self.shadow_delta.labels(version), DELTA_BUCKETS, delta)
+
     def set_model(
         self, name: str, version: str, run_id: str, previous: tuple[str, str, str] | None
     ) -> None:
@@ -153,6 +190,15 @@ class Metrics:
             self.model_info.labels(*previous).set(0)
         self.model_info.labels(name, version, run_id).set(1)
         self.model_ready.set(1)
+
+
+def _observe_many(child, buckets: tuple, values: np.ndarray) -> None:
+    """Observe many values in a histogram child at once (one increment per bucket)."""
+    counts = np.bincount(np.searchsorted(buckets, values, side="left"), minlength=len(buckets) + 1)
+    for i, c in enumerate(counts.tolist()):
+        if c:
+            child._buckets[i].inc(c)
+    child._sum.inc(float(values.sum()))
 
 
 _lock = threading.Lock()

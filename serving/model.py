@@ -73,6 +73,7 @@ class ModelService:
         self.version = str(version)
         self.run_id = run_id or ""
         self.label = f"{name}/{self.version}"
+        self.reference_uri: str | None = None  # its training reference sample (explanations)
         inner = _python_model(model)
         self._fast = getattr(inner, "predict_columns", None)
         self.spec: dict | None = getattr(inner, "spec", None)

@@ -326,7 +326,16 @@ def _v2_request(n_inputs: dict) -> dict:
             "id": _STRING,
             "inputs": {"type": "array", "items": _ref("V2Tensor"), **n_inputs},
             "outputs": {"type": "array", "items": {"type": "object"}},
-            "parameters": {"type": "object"},
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "explain": {
+                        "type": "boolean",
+                        "description": "Attributions per row in the answer's "
+                        "`parameters.explanations` (costly: at most 16 rows).",
+                    }
+                },
+            },
         },
         "required": ["inputs"],
         "additionalProperties": False,
@@ -354,8 +363,23 @@ def _response_schemas() -> dict:
         ("out_of_range",),
     )
     common = {"threshold": {"type": "number"}, "model_name": _STRING, "model_version": _STRING}
+    explanation = _ref("Explanation")
+    decision["properties"]["explanation"] = explanation
+    decision["required"] = ["probability", "decision"]
     return {
         "Error": _error_schema(None),
+        "Explanation": _closed(
+            {
+                "base_value": {"type": "number"},
+                "attributions": {
+                    "type": "object",
+                    "additionalProperties": {"type": "number"},
+                    "description": "Per input column; they add up to the prediction minus "
+                    "`base_value` (in `space`).",
+                },
+                "space": {"enum": ["probability", "log_odds"]},
+            }
+        ),
         "OutOfRange": {
             "type": "array",
             "description": "The rows with a value outside the training range, and which columns.",
@@ -370,12 +394,13 @@ def _response_schemas() -> dict:
             {
                 "predictions": {"type": "array", "items": probability, "minItems": 1},
                 "out_of_range": _ref("OutOfRange"),
+                "explanations": {"type": "array", "items": explanation},
             },
-            ("out_of_range",),
+            ("out_of_range", "explanations"),
         ),
         "PredictResponse": {
             "oneOf": [
-                _closed({**decision["properties"], **common}, ("out_of_range",)),
+                _closed({**decision["properties"], **common}, ("out_of_range", "explanation")),
                 _closed(
                     {"predictions": {"type": "array", "items": decision, "minItems": 1}, **common}
                 ),
@@ -399,7 +424,13 @@ def _response_schemas() -> dict:
                         }
                     ),
                 },
-                "parameters": _closed({"out_of_range": _ref("OutOfRange")}),
+                "parameters": _closed(
+                    {
+                        "out_of_range": _ref("OutOfRange"),
+                        "explanations": {"type": "array", "items": explanation},
+                    },
+                    ("out_of_range", "explanations"),
+                ),
             },
             ("parameters",),
         ),
@@ -494,6 +525,17 @@ def _prediction_op(summary: str, tag: str, body: dict, ok: str, api_keys: bool, 
     return op
 
 
+EXPLAIN_QUERY = {
+    "name": "explain",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "boolean"},
+    "description": "Add each row's additive feature attributions (exact Shapley values; at "
+    "most 16 rows, up to ~1 s each): `explanation` per row on /predict, `explanations` on "
+    "/invocations.",
+}
+
+
 def _media(schema: dict, examples: dict | None) -> dict:
     return {"schema": schema, "examples": examples} if examples else {"schema": schema}
 
@@ -526,7 +568,7 @@ def _prediction_paths(params: dict[bool, list], api_keys: bool, examples: dict) 
         True,
     )
     predict_body = {"application/json": _media(_ref("PredictRequest"), examples.get("predict"))}
-    return {
+    paths = {
         "/invocations": {
             "post": _prediction_op(
                 "Score rows (MLflow scoring protocol)",
@@ -553,6 +595,9 @@ def _prediction_paths(params: dict[bool, list], api_keys: bool, examples: dict) 
             "post": v2_version,
         },
     }
+    for path in ("/invocations", "/predict"):
+        paths[path]["post"]["parameters"] = [EXPLAIN_QUERY]
+    return paths
 
 
 def _get(summary: str, tag: str, responses: dict) -> dict:

@@ -147,6 +147,14 @@ class Settings(SharedSettings):
     load_retry_max_s: float = Field(60.0, ge=0.01)
     """Longest wait between tries of a version that keeps failing (at least
     `MLCYCLE_LOAD_RETRY_MIN_S`)."""
+    shadow: Flag = False
+    """Shadow scoring: a candidate version also scores a sample of the live rows in a
+    background thread, off the response path, and its predictions go to the log's
+    `shadow_predictions` table (docs/serving.md)."""
+    shadow_alias: Annotated[str, LOWER] = "challenger"
+    """The alias of the shadow candidate; without it, the newest version in stage Staging."""
+    shadow_sample: float = Field(1.0, ge=0, le=1)
+    """Share of the requests scored in shadow (`0`..`1`), bounding its cost."""
     shutdown_delay_s: float = Field(0.0, ge=0)
     """After SIGTERM, seconds to keep serving with readiness 503 (Kubernetes: a few, so
     endpoints drop the pod first)."""

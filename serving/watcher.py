@@ -27,6 +27,7 @@ from pathlib import Path
 
 from mlcycle.core.signing import SIGNATURE_TAG, SignatureError, verify
 from serving import rundir
+from serving.explain import REFERENCE_TAG
 from serving.model import ModelService
 from serving.settings import Settings
 
@@ -92,6 +93,7 @@ class ModelWatcher:
         on_swap: called with (new, old) after each swap.
         on_failure: called with the version and the exception after each failed load.
         run_dir: the launcher's run folder, shared by the server's workers (None: alone).
+        role: what the loaded model does, for the log ("serving", "shadowing").
     """
 
     def __init__(
@@ -103,7 +105,9 @@ class ModelWatcher:
         on_swap: Callable[[ModelService, ModelService | None], None] | None = None,
         on_failure: Callable[[str, Exception], None] | None = None,
         run_dir: str | None = None,
+        role: str = "serving",
     ) -> None:
+        self.role = role
         self.state = state
         self.settings = settings
         self._load = loader
@@ -233,7 +237,8 @@ class ModelWatcher:
         gc.collect()
         gc.freeze()
         old = self.state.swap(service)
-        log.info("now serving %s (loaded in %.2fs)", service.label, time.perf_counter() - started)
+        took = time.perf_counter() - started
+        log.info("now %s %s (loaded in %.2fs)", self.role, service.label, took)
         if self._on_swap:
             self._on_swap(service, old)
 
@@ -294,6 +299,13 @@ def registry_resolver(settings: Settings) -> Resolver:
             mv = client.get_model_version_by_alias(settings.model_name, alias)
             return str(mv.version), seen
 
+    return skip_unchanged(resolve)
+
+
+def skip_unchanged(resolve: Resolver) -> Resolver:
+    """`resolve`, queried only when an embedded SQLite store changed (`_SkipUnchanged`)."""
+    from mlcycle.core import config
+
     uri = config.tracking_uri()
     if uri.startswith("sqlite:///"):
         return _SkipUnchanged(resolve, Path(uri[len("sqlite:///") :]))
@@ -353,6 +365,7 @@ def mlflow_loader(settings: Settings) -> Loader:
     import mlflow
 
     def load(version: str) -> ModelService:
+        reference = None
         if settings.model_uri:
             uri, run_id, label, signed = settings.model_uri, "", settings.model_uri, None
         else:
@@ -360,11 +373,12 @@ def mlflow_loader(settings: Settings) -> Loader:
             mv = mlflow.MlflowClient().get_model_version(settings.model_name, version)
             run_id, label = mv.run_id or "", version
             signed = (mv.tags or {}).get(SIGNATURE_TAG)
+            reference = (mv.tags or {}).get(REFERENCE_TAG)
         if settings.signing_key:
             model = _verified_load(uri, signed, settings.signing_key)
         else:
             model = mlflow.pyfunc.load_model(uri)
-        return ModelService(
+        service = ModelService(
             model,
             settings.model_name,
             label,
@@ -376,6 +390,8 @@ def mlflow_loader(settings: Settings) -> Loader:
             cache_max_rows=settings.cache_max_rows,
             range_margin=settings.out_of_range_margin,
         )
+        service.reference_uri = reference
+        return service
 
     return load
 

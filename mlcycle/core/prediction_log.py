@@ -18,6 +18,11 @@ Tables (SQLite file or any SQLAlchemy database, e.g. PostgreSQL):
   `label` is 0 or 1, `ts` when that label was received. One label per key: a re-sent label
   replaces the old one when it differs (a correction) and leaves the row alone when it is the
   same (`ts` stays that of the first receipt), so sending a file twice changes nothing.
+- `shadow_predictions`: one row per row scored in shadow (`MLCYCLE_SHADOW`): `(request_id,
+  row)` names the served row as labels do, `shadow_version` the candidate that scored it and
+  `shadow_prediction` its probability, beside `production_version` / `production_prediction`,
+  the answer the client got. Written by the shadow scorer in transactions of its own, never
+  with the production rows; read by `mlcycle.core.shadowlog` (agreement, live AUC of both).
 
 Private columns (`LogPrivacy`, from `MLCYCLE_LOG_HASH_COLUMNS`, `MLCYCLE_LOG_DROP_COLUMNS`): a
 hashed column holds `hmac-<32 hex>` (HMAC-SHA256 keyed by `MLCYCLE_LOG_HASH_KEY` over the
@@ -44,6 +49,7 @@ ROWS = "predictions"
 BATCHES = "prediction_batches"
 WRITERS = "prediction_log_writers"
 LABELS = "labels"
+SHADOW = "shadow_predictions"
 BATCH_FORMAT = "arrow-ipc"
 ROW_COLUMNS = (
     "ts",
@@ -66,12 +72,23 @@ BATCH_COLUMNS = (
 )
 WRITER_COLUMNS = ("writer", "ts")
 LABEL_COLUMNS = ("request_id", "row", "label", "ts")
+SHADOW_COLUMNS = (
+    "ts",
+    "request_id",
+    "row",
+    "model_name",
+    "shadow_version",
+    "production_version",
+    "shadow_prediction",
+    "production_prediction",
+)
 HASH_PREFIX = "hmac-"
 
 
-def tables(metadata: Any = None) -> tuple[Any, Any, Any, Any]:
-    """The four tables as SQLAlchemy `Table`s (on `metadata`, or a fresh `MetaData`):
-    `predictions`, `prediction_batches`, `prediction_log_writers`, `labels`.
+def tables(metadata: Any = None) -> tuple[Any, Any, Any, Any, Any]:
+    """The five tables as SQLAlchemy `Table`s (on `metadata`, or a fresh `MetaData`):
+    `predictions`, `prediction_batches`, `prediction_log_writers`, `labels`,
+    `shadow_predictions`.
 
     `id` is an `INTEGER PRIMARY KEY`: SQLite's own rowid (no `AUTOINCREMENT`, which would
     cost a `sqlite_sequence` write per commit), a serial column on PostgreSQL. The
@@ -129,7 +146,22 @@ def tables(metadata: Any = None) -> tuple[Any, Any, Any, Any]:
         sa.CheckConstraint("label IN (0, 1)", name="ck_labels_label"),
         sa.CheckConstraint('"row" >= 0', name="ck_labels_row"),
     )
-    return rows, batches, writers, labels
+    shadow = sa.Table(
+        SHADOW,
+        meta,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("ts", sa.Float(precision=53), nullable=False),
+        sa.Column("request_id", sa.Text, nullable=False),
+        sa.Column("row", sa.Integer, nullable=False),
+        sa.Column("model_name", sa.Text),
+        sa.Column("shadow_version", sa.Text),
+        sa.Column("production_version", sa.Text),
+        sa.Column("shadow_prediction", sa.Float(precision=53)),
+        sa.Column("production_prediction", sa.Float(precision=53)),
+        sa.Index("ix_shadow_predictions_model_ts", "model_name", "ts"),
+        sa.Index("ix_shadow_predictions_request", "request_id", "row"),
+    )
+    return rows, batches, writers, labels, shadow
 
 
 def create_schema(engine: Any) -> None:
@@ -214,6 +246,7 @@ def insert_sql(table: str) -> str:
         BATCHES: BATCH_COLUMNS,
         WRITERS: WRITER_COLUMNS,
         LABELS: LABEL_COLUMNS,
+        SHADOW: SHADOW_COLUMNS,
     }[table]
     marks = ", ".join("?" * len(columns))
     names = ", ".join(f'"{c}"' if c == "row" else c for c in columns)

@@ -69,6 +69,18 @@ class GrpcRequest:
         """The request's tensors as columns (`serving.oip.tensors.parse_infer`)."""
         return parse_infer(self.message, schema)
 
+    def explain_asked(self) -> bool:
+        """The request parameter `explain` (bool, or the string "true"), `serving.explain`."""
+        if "explain" not in self.message.parameters:
+            return False
+        param = self.message.parameters["explain"]
+        kind = param.WhichOneof("parameter_choice")
+        if kind == "bool_param":
+            return param.bool_param
+        if kind == "string_param":
+            return param.string_param.strip().lower() in ("true", "1", "yes", "on")
+        return bool(getattr(param, kind)) if kind else False
+
 
 def metadata_environ(metadata) -> dict[str, str]:
     """Call metadata as WSGI environ keys (`x-api-key` -> `HTTP_X_API_KEY`), for the code

@@ -211,4 +211,7 @@ def infer_response(response_cls, body: dict, raw: bool):
     flagged = body.get("parameters", {}).get("out_of_range")
     if flagged is not None:
         resp.parameters["out_of_range"].string_param = orjson.dumps(flagged).decode()
+    explained = body.get("parameters", {}).get("explanations")
+    if explained is not None:  # asked with the parameter `explain` (`serving.explain`)
+        resp.parameters["explanations"].string_param = orjson.dumps(explained).decode()
     return resp

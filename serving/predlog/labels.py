@@ -202,7 +202,7 @@ class LabelStore:
         if self._dialect == "sqlite":
             _begin_immediate(self._engine)
         self._chunk = max(1, int(chunk))
-        self._rows, self._batches, _, self._labels = contract.tables(sa.MetaData())
+        self._rows, self._batches, _, self._labels, _ = contract.tables(sa.MetaData())
         self._upsert = contract.label_upsert(self._labels, self._dialect)
         try:
             create_tables(self._engine)

@@ -141,7 +141,7 @@ class SqlAlchemyStore(Store):
         import sqlalchemy as sa
 
         self._engine = create_engine(url, timeout_s)
-        self._rows, self._batches, self._writers, _ = contract.tables(sa.MetaData())
+        self._rows, self._batches, self._writers, *_ = contract.tables(sa.MetaData())
         create_tables(self._engine)
 
     def write(self, rows: list[tuple], batches: list[tuple] = ()) -> None:

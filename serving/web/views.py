@@ -35,6 +35,7 @@ from serving.errors import RequestError, request_id
 from serving.web import charts, forms, models, performance, reports
 from serving.web.live import LiveSampler
 from serving.web.settings import get_settings as web_settings
+from serving.web.shadow import shadow_view
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +196,7 @@ def models_page() -> Response:
         error=error,
         admin_enabled=bool(settings.admin_token),
         mlflow_ui_url=ui,
+        shadow=shadow_view(settings),
     )
 
 

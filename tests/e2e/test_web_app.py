@@ -109,6 +109,25 @@ def test_predict_form_shows_the_api_probability(site, page, shots):
     page.screenshot(path=str(shots / "predict-error.png"), full_page=True)
 
 
+def test_predict_form_explains_with_a_bar_per_column(site, page, shots):
+    url = site["url"]
+    cols = model_columns(site["store"], serving_version(url))
+    page.goto(url + "/")
+    page.check("#explain")
+    page.locator("#predict-form button[type=submit]").click()
+    page.locator("#explanation").wait_for(state="visible", timeout=30_000)
+    bars = page.locator("#explain-bars .bar-row")
+    assert sorted(bars.nth(i).get_attribute("data-column") for i in range(bars.count())) == sorted(
+        cols
+    )
+    values = [float(bars.nth(i).get_attribute("data-value")) for i in range(bars.count())]
+    assert [abs(v) for v in values] == sorted((abs(v) for v in values), reverse=True)
+    base = float(page.inner_text("#explain-base"))
+    probability = float(page.get_attribute("#r-probability", "data-value"))
+    assert sum(values) + base == pytest.approx(probability, abs=1e-3)  # base shown to 4 places
+    page.screenshot(path=str(shots / "predict-explained.png"), full_page=True)
+
+
 def test_predict_form_flags_a_value_outside_the_training_range(site, page, shots):
     from playwright.sync_api import expect
 

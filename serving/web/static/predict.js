@@ -47,7 +47,8 @@
     const started = performance.now();
     let resp;
     try {
-      resp = await fetch("/predict", {
+      const explain = document.getElementById("explain").checked;
+      resp = await fetch(explain ? "/predict?explain=true" : "/predict", {
         method: "POST",
         headers: mlcycle.apiHeaders("application/json"),
         body: JSON.stringify(row()),
@@ -76,8 +77,48 @@
     document.getElementById("r-latency").textContent =
       `${ms.toFixed(1)} ms round trip` + (server ? ` (${server})` : "");
     mlcycle.setServingVersion(body.model_version);
+    showExplanation(body.explanation);
     result.hidden = false;
   });
+
+  /* The attributions as horizontal bars, largest first: right (red) raises the prediction,
+     left (blue) lowers it; widths relative to the largest. */
+  function showExplanation(explanation) {
+    const figure = document.getElementById("explanation");
+    const bars = document.getElementById("explain-bars");
+    bars.replaceChildren();
+    if (!explanation || !explanation.attributions) {
+      figure.hidden = true;
+      return;
+    }
+    const entries = Object.entries(explanation.attributions).sort((a, b) => Math.abs(b[1]) - Math.abs(a[1]));
+    const largest = Math.max(...entries.map(([, v]) => Math.abs(v)), 1e-12);
+    for (const [name, value] of entries) {
+      const item = document.createElement("div");
+      item.className = "bar-row";
+      item.setAttribute("role", "listitem");
+      item.dataset.column = name;
+      item.dataset.value = String(value);
+      const label = document.createElement("span");
+      label.className = "bar-label";
+      label.textContent = name;
+      const track = document.createElement("span");
+      track.className = "bar-track";
+      const bar = document.createElement("span");
+      bar.className = value >= 0 ? "bar up" : "bar down";
+      bar.style.width = `${(50 * Math.abs(value)) / largest}%`;
+      track.appendChild(bar);
+      const text = document.createElement("span");
+      text.className = "bar-value";
+      text.textContent = (value >= 0 ? "+" : "") + value.toFixed(4);
+      item.append(label, track, text);
+      bars.appendChild(item);
+    }
+    document.getElementById("explain-base").textContent = explanation.base_value.toFixed(4);
+    document.getElementById("explain-space").textContent =
+      explanation.space === "log_odds" ? "log-odds" : "probability";
+    figure.hidden = false;
+  }
 
   /* CSV records (quote-aware: a newline inside quotes does not end a record), blank ones dropped,
      the same rows Python's csv module gives the server. */

@@ -180,3 +180,57 @@ def test_labelled_live_rows_join_the_gate_and_unknown_categories_are_left_out(st
     assert tags["mlcycle.gate_live_rows"] == "550"
     assert float(tags["mlcycle.gate_live_auc"]) == pytest.approx(_auc("2", known), abs=1e-6)
     assert registry.history(NAME, client)[-1]["gate"]["live_rows"] == 550
+
+
+def _shadow_log(path: Path, version: str, rows: int, seed: int = 3) -> str:
+    """A prediction log where `version`, in shadow beside production v1, ranked `rows` labelled
+    rows worse than production did (production's AUC 1.0, the shadow's about 0.5)."""
+    import sqlite3
+
+    import sqlalchemy as sa
+
+    from mlcycle.core import prediction_log as contract
+
+    url = f"sqlite:///{path}"
+    engine = sa.create_engine(url)
+    contract.create_schema(engine)
+    engine.dispose()
+    rng = np.random.default_rng(seed)
+    labels = np.arange(rows) % 2
+    production = np.where(labels == 1, 0.8, 0.2)
+    shadow = rng.random(rows)
+    with sqlite3.connect(path) as conn:
+        conn.executemany(
+            contract.insert_sql(contract.SHADOW),
+            [
+                (1.0 + i, f"r{i}", 0, NAME, version, "1", float(shadow[i]), float(production[i]))
+                for i in range(rows)
+            ],
+        )
+        conn.executemany(
+            contract.insert_sql(contract.LABELS),
+            [(f"r{i}", 0, int(labels[i]), 2.0 + i) for i in range(rows)],
+        )
+    return url
+
+
+def test_shadow_evidence_is_recorded_and_can_keep_a_challenger_out(store, data, tmp_path):
+    client, _ = store
+    parts, spec = data
+    _register(store, spec, _weak(spec), parts.test)  # v1 in production
+    assert not _register(store, spec, _good(parts, spec), parts.test, margin=0.9).promoted
+    # Better on the test split, worse on 300 labelled live rows it scored in shadow: kept.
+    many = _shadow_log(tmp_path / "many.db", "2", 300)
+    kept = gate(client, NAME, "2", parts.test, margin=0.0, shadow_log_url=many)
+    assert kept.challenger_auc > kept.champion_auc and not kept.promoted
+    assert "kept by shadow: live AUC" in kept.reason and kept.parts["shadow"]["rows"] == 300
+    tags = client.get_model_version(NAME, "2").tags
+    assert tags["mlcycle.gate_shadow_rows"] == "300"
+    assert float(tags["mlcycle.gate_champion_shadow_auc"]) == pytest.approx(1.0)
+    assert float(tags["mlcycle.gate_shadow_auc"]) < 0.7
+    assert registry.history(NAME, client)[-1]["gate"]["shadow_rows"] == 300
+    # 40 labelled shadow rows are recorded but too few to decide.
+    few = _shadow_log(tmp_path / "few.db", "2", 40)
+    promoted = gate(client, NAME, "2", parts.test, margin=0.0, shadow_log_url=few)
+    assert promoted.promoted and "shadow: live AUC" in promoted.reason
+    assert promoted.parts["shadow"]["rows"] == 40

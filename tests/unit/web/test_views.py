@@ -187,3 +187,45 @@ def test_ui_auth_lets_a_scraper_in_with_the_token_and_is_off_by_default(tmp_path
     assert guarded.get("/metrics", headers=bearer).status_code == 200
     assert guarded.get("/metrics", headers={"Authorization": "Bearer nope"}).status_code == 403
     assert make_client(tmp_path / "open").get("/metrics").status_code == 200
+
+
+def test_models_page_shows_the_shadow_agreement_and_both_live_aucs(tmp_path, monkeypatch):
+    import sqlite3
+
+    from mlcycle.core import prediction_log as contract
+    from serving.shadow import ShadowLog
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = make_client(tmp_path)
+    before = client.get("/ui/models").get_data(as_text=True)
+    assert 'id="shadow"' in before and "Candidate" not in before  # no log yet: a note
+    now = time.time()
+    # 4 rows: two decision flips, |Δp| of 0.1, 0.45, 0.3, 0.0; labels 1, 0, 1, 0.
+    shadow = [0.7, 0.2, 0.45, 0.1]
+    production = [0.6, 0.65, 0.75, 0.1]
+    writer = ShadowLog(f"sqlite:///{tmp_path / 'log.db'}")
+    writer(
+        [
+            (now, "req-1", i, "credit-risk", "8", "7", s, p)
+            for i, (s, p) in enumerate(zip(shadow, production, strict=True))
+        ]
+    )
+    writer.close()
+    with sqlite3.connect(tmp_path / "log.db") as conn:  # labels as the feedback route stores them
+        conn.executemany(
+            contract.insert_sql(contract.LABELS),
+            [("req-1", i, y, now) for i, y in enumerate([1, 0, 1, 0])],
+        )
+    page = client.get("/ui/models").get_data(as_text=True)
+    section = page[page.index('id="shadow"') :]
+    assert "Candidate v8 scored beside production v7" in section
+    cells = [c.split("</td>")[0] for c in section.split("<td>")[1:8]]
+    assert cells[:4] == ["4", "50.00 %", "0.2125", "0.4275"]
+    assert cells[4:] == ["4", "1.0000", "0.7500"]  # same rows, both versions
+
+
+def test_predict_page_offers_explanations_drawn_as_bars(client):
+    page = client.get("/ui/predict").get_data(as_text=True)
+    assert 'id="explain"' in page and 'id="explain-bars"' in page
+    script = client.get("/ui/static/predict.js").get_data(as_text=True)
+    assert "/predict?explain=true" in script and "bar-row" in script
