@@ -404,7 +404,7 @@ def test_compose_serving_holds_no_database_superuser_or_s3_secret() -> None:
         example[k]
         for k in (
             "POSTGRES_PASSWORD",
-            "MLFLOW_DB_PASSWORD",
+            "TRACKING_DB_PASSWORD",
             "MINIO_ROOT_PASSWORD",
             "MINIO_ROOT_USER",
             "MLFLOW_ADMIN_PASSWORD",
@@ -570,8 +570,8 @@ def test_compose_mlflow_runs_on_postgres_and_minio() -> None:
     assert (env["PGHOST"], env["PGUSER"]) == ("postgres", "mlflow")
     postgres = services["postgres"]["environment"]
     assert (
-        env["PGPASSWORD"] == postgres["MLFLOW_DB_PASSWORD"]
-        and postgres["MLFLOW_DB_USER"] == "mlflow"
+        env["PGPASSWORD"] == postgres["TRACKING_DB_PASSWORD"]
+        and postgres["TRACKING_DB_USER"] == "mlflow"
     )
     auth_ini = (ROOT / "deploy" / "mlflow" / "basic_auth.ini").read_text()
     assert "database_uri = postgresql+psycopg2:///mlflow_auth" in auth_ini
@@ -1160,7 +1160,7 @@ def test_k8s_one_secret_per_workload_through_secret_key_refs() -> None:
     for secret, workloads in owners.items():
         assert len(workloads) == 1 or workloads <= shared.get(secret, set()), (secret, workloads)
     assert set(secrets["serving-secrets"]).isdisjoint(
-        {"POSTGRES_PASSWORD", "MLFLOW_DB_PASSWORD", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+        {"POSTGRES_PASSWORD", "TRACKING_DB_PASSWORD", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
     )
     for values in secrets.values():
         for key, value in values.items():
@@ -1272,7 +1272,7 @@ def test_k8s_postgres_runs_the_init_script_and_keeps_its_data() -> None:
     assert mounts["/var/lib/postgresql/data"] == claim
     env = {e["name"]: e for e in container["env"]}
     assert env["PGDATA"]["value"].startswith("/var/lib/postgresql/data/")
-    for name in ("POSTGRES_PASSWORD", "MLFLOW_DB_PASSWORD", "PREDICTIONS_DB_PASSWORD"):
+    for name in ("POSTGRES_PASSWORD", "TRACKING_DB_PASSWORD", "PREDICTIONS_DB_PASSWORD"):
         assert env[name]["valueFrom"]["secretKeyRef"]["name"] == "postgres-secrets"
 
 

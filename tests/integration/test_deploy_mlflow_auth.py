@@ -51,7 +51,7 @@ def _init_databases(cluster) -> subprocess.CompletedProcess:
         "PGHOST": "127.0.0.1",
         "PGPORT": str(cluster.port),
         "POSTGRES_USER": "postgres",
-        "MLFLOW_DB_PASSWORD": "mlflow-db-password-0123456789",
+        "TRACKING_DB_PASSWORD": "mlflow-db-password-0123456789",
         "PREDICTIONS_DB_PASSWORD": "predictions-db-password-0123456789",
     }
     return subprocess.run(["sh", str(INIT_DB)], env=env, capture_output=True, text=True, timeout=60)
@@ -86,7 +86,7 @@ def test_init_databases_gives_each_role_its_own_database(cluster) -> None:
 def test_init_databases_refuses_without_passwords(cluster) -> None:
     env = {k: v for k, v in os.environ.items() if not k.endswith("_DB_PASSWORD")}
     proc = subprocess.run(["sh", str(INIT_DB)], env=env, capture_output=True, text=True)
-    assert proc.returncode != 0 and "MLFLOW_DB_PASSWORD is required" in proc.stderr
+    assert proc.returncode != 0 and "TRACKING_DB_PASSWORD is required" in proc.stderr
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 # database is owned by its own login role and only that role may connect to it (CONNECT is
 # revoked from PUBLIC), so the serving workloads never hold the superuser's or MLflow's password.
 #   $MLFLOW_DB, $MLFLOW_AUTH_DB  MLflow tracking + registry, and its basic-auth users and
-#                                permissions; owner $MLFLOW_DB_USER ($MLFLOW_DB_PASSWORD)
+#                                permissions; owner $TRACKING_DB_USER ($TRACKING_DB_PASSWORD)
 #   $PREDICTIONS_DB              the prediction log (MLCYCLE_PREDICTION_LOG_URL): serving writes,
 #                                the monitoring jobs read, `mlcycle log prune` deletes; owner
 #                                $PREDICTIONS_DB_USER ($PREDICTIONS_DB_PASSWORD)
@@ -14,7 +14,7 @@
 # gets it through the ConfigMap `postgres-init` (deploy/k8s/kustomization.yaml).
 set -eu
 
-: "${MLFLOW_DB_PASSWORD:?MLFLOW_DB_PASSWORD is required}"
+: "${TRACKING_DB_PASSWORD:?TRACKING_DB_PASSWORD is required}"
 : "${PREDICTIONS_DB_PASSWORD:?PREDICTIONS_DB_PASSWORD is required}"
 
 # psql variables (:'name' quotes a literal, :"name" an identifier) keep passwords out of the SQL.
@@ -40,7 +40,7 @@ SQL
     done
 }
 
-create_owned "${MLFLOW_DB_USER:-mlflow}" "$MLFLOW_DB_PASSWORD" \
+create_owned "${TRACKING_DB_USER:-mlflow}" "$TRACKING_DB_PASSWORD" \
     "${MLFLOW_DB:-mlflow}" "${MLFLOW_AUTH_DB:-mlflow_auth}"
 create_owned "${PREDICTIONS_DB_USER:-predictions}" "$PREDICTIONS_DB_PASSWORD" \
     "${PREDICTIONS_DB:-predictions}"
