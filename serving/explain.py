@@ -9,12 +9,18 @@ attributions add up to the prediction minus `base_value` (exactly, up to float r
 
 - The network: exact (interventional) Shapley values. Every coalition S of the k input
   columns (2^k: 8,192 for the 13 bundled ones) is scored against every background row b, with
-  the columns of S taken from the row and the others from b, in one vectorised forward pass
-  of 2^k x B rows (262,144 for B = 32: 0.4-1 s per explained row on one core, as long as shap's
-  Exact explainer on the same background, both bound by the forward pass; measured in
-  docs/benchmarks.md); v(S) is the mean over b and each column's value is the Shapley
-  average of its marginal contributions. `base_value` = v(∅), the mean prediction over the
-  background; `space` = "probability".
+  the columns of S taken from the row and the others from b: 2^k x B model rows (262,144 for
+  B = 32); v(S) is the mean over b and each column's value is the Shapley average of its
+  marginal contributions. `base_value` = v(∅), the mean prediction over the background;
+  `space` = "probability".
+  A dense network that shows its features (`features`, `layers`, `spec`) is scored without
+  building those rows: each input column owns its own features (a scaled number, a one-hot
+  block), so the first layer's pre-activation of a composite row is the background row's plus
+  one (B, hidden) difference per column taken from the row; all coalitions are then one
+  (2^k, k) @ (k, B x hidden) product and the rest of the network. That pass is checked against
+  the model's own predictions on the background when the explainer is built (else the
+  composite rows go through the model: about as slow as shap's Exact explainer, both bound by
+  the forward pass). Costs are measured in docs/benchmarks.md.
 - A linear model (a network without hidden layers: logistic regression): the closed form in
   log-odds, attribution = w·x_i - mean_b w·b_i per column; `space` = "log_odds" (the
   prediction is sigmoid(base_value + sum)).
@@ -36,7 +42,10 @@ log = logging.getLogger(__name__)
 
 BACKGROUND_ROWS = 32
 MAX_EXACT_COLUMNS = 16  # 2^16 coalitions x 32 rows is ~2M model rows per explained row
-MAX_EXPLAINED_ROWS = 16  # each costs 0.4-1 s on one core (13 columns, 32 background rows)
+MAX_EXPLAINED_ROWS = 16  # each costs ~0.2 s on one core (13 columns, 32 background rows;
+# 0.4-1 s through the model): a bound keeps a request's cost known
+CHUNK_VALUES = 1 << 21  # first-layer values per additive pass: 16 MB of float64
+AGREEMENT = 1e-9  # the additive pass must match the model's own predictions this closely
 REFERENCE_TAG = "mlcycle.reference_uri"  # the version tag naming its reference sample
 DEFAULT_REFERENCE_PATH = "reference/reference.parquet"
 
@@ -83,13 +92,17 @@ class Explainer:
         self.names = list(service.schema.names)
         self.background = {c: _plain(background[c]) for c in self.names}
         self.rows = len(next(iter(self.background.values())))
-        self.linear = _linear_parts(service)
+        view = _network_view(service)
+        self.linear = _linear_parts(view)
         k = len(self.names)
         if self.linear is None and k > MAX_EXACT_COLUMNS:
             raise ValueError(f"exact Shapley values over {k} columns cost too much")
         self._masks = _coalitions(k)[0] if self.linear is None else None
+        self.additive = None
         if self.linear is None:
-            self.base_value = float(np.mean(service.predict_arrays(self.background)))
+            preds = np.asarray(service.predict_arrays(self.background), dtype=np.float64)
+            self.base_value = float(np.mean(preds))
+            self.additive = _Additive.checked(view, self.background, preds)
         else:
             self.base_value = float(np.mean(self._log_odds_parts(self.background).sum(axis=1)))
 
@@ -113,6 +126,8 @@ class Explainer:
         columns = {c: _plain(arrays[c]) for c in self.names}
         if self.linear is not None:
             values = self._linear(columns)
+        elif self.additive is not None:
+            values = self.additive.shapley(columns)
         else:
             values = np.array(
                 [self._exact({c: v[i] for c, v in columns.items()}) for i in range(n)]
@@ -176,24 +191,101 @@ def _plain(values) -> np.ndarray:
     return np.asarray(values, dtype=object) if hasattr(values, "codes") else np.asarray(values)
 
 
-def _linear_parts(service):
-    """(model, feature indices per input column, weights, bias) for a network without hidden
-    layers that shows its features (`features`, `layers`, `spec`), else None."""
+def _network_view(service):
+    """(model, feature indices per input column, layers) for a dense network that shows its
+    features (`features`, `layers`, `spec`) with each feature owned by one input column, else
+    None."""
     inner = getattr(service, "_fast", None)
     model = getattr(inner, "__self__", None)
     layers = getattr(model, "layers", None)
     spec = getattr(model, "spec", None)
-    if not callable(getattr(model, "features", None)) or not layers or len(layers) != 1 or not spec:
-        return None
-    weights, bias = layers[0]
-    if weights.ndim != 2 or weights.shape[1] != 1:
+    if not callable(getattr(model, "features", None)) or not layers or not spec:
         return None
     order = {name: i for i, name in enumerate(spec["feature_order"])}
     groups = []
     for name in service.schema.names:
         idx = [i for f, i in order.items() if f == name or f.startswith(name + "=")]
         groups.append(np.array(idx, dtype=np.intp))
+    owned = np.sort(np.concatenate(groups)) if groups else np.array([])
+    if not np.array_equal(owned, np.arange(len(order))):
+        return None
+    return model, groups, layers
+
+
+def _linear_parts(view):
+    """(model, feature indices per input column, weights, bias) for a network without hidden
+    layers (`_network_view`), else None."""
+    if view is None or len(view[2]) != 1:
+        return None
+    model, groups, layers = view
+    weights, bias = layers[0]
+    if weights.ndim != 2 or weights.shape[1] != 1:
+        return None
     return model, groups, weights[:, 0], float(np.ravel(bias)[0])
+
+
+class _Additive:
+    """Every coalition's value from first-layer differences (see the module docstring).
+
+    Args:
+        model: the pyfunc's python model (`features`).
+        groups: feature indices per input column.
+        layers: the network's (W, b) pairs, input layer first (ReLU between, sigmoid out).
+        background: the background's validated columns.
+    """
+
+    def __init__(self, model, groups, layers, background: dict[str, np.ndarray]) -> None:
+        self.model, self.groups, self.layers = model, groups, layers
+        self.bg_features = model.features(background)
+        w0, b0 = layers[0]
+        self.bg_first = self.bg_features @ w0 + b0  # (B, hidden)
+
+    @classmethod
+    def checked(cls, view, background: dict[str, np.ndarray], preds: np.ndarray):
+        """The pass for `view` if it reproduces the model's predictions on the background."""
+        if view is None:
+            return None
+        try:
+            additive = cls(*view, background)
+            same = np.max(np.abs(additive.finish(additive.bg_first) - preds)) <= AGREEMENT
+        except Exception as exc:  # a model this pass does not understand: the general one
+            log.info("explanations through the model (no additive pass): %s", exc)
+            return None
+        return additive if same else None
+
+    def finish(self, first: np.ndarray) -> np.ndarray:
+        """Probabilities from first-layer pre-activations (rows, hidden)."""
+        h = first
+        for w, b in self.layers[1:]:
+            h = np.maximum(h, 0.0) @ w + b
+        return 1.0 / (1.0 + np.exp(-h.reshape(-1).clip(-500.0, 500.0)))
+
+    def shapley(self, columns: dict[str, np.ndarray]) -> np.ndarray:
+        """Shapley values of each row of `columns`: (rows, input columns)."""
+        w0 = self.layers[0][0]
+        out = []
+        for x in self.model.features(columns):
+            diff = x[None, :] - self.bg_features
+            parts = [diff[:, g] @ w0[g] for g in self.groups]  # k x (B, hidden)
+            out.append(shapley_from_values(self._values(parts), len(parts)))
+        return np.array(out)
+
+    def _values(self, parts: list[np.ndarray]) -> np.ndarray:
+        """v(S) for every coalition S (bit i: column i). The first `low` columns' coalitions
+        are built by doubling (each adds its difference to every coalition so far: one add
+        per value), each combination of the other columns is one offset to all of them."""
+        k, (b, hidden) = len(parts), self.bg_first.shape
+        low = min(k, max(0, int(np.log2(max(CHUNK_VALUES // (b * hidden), 1)))))
+        block = self.bg_first[None]
+        for part in parts[:low]:
+            block = np.concatenate([block, block + part])
+        values = np.empty(2**k)
+        for high in range(2 ** (k - low)):
+            offset = sum(parts[low + i] for i in range(k - low) if high >> i & 1)
+            first = (block + offset).reshape(-1, hidden)
+            chunk = self.finish(first).reshape(-1, b).mean(axis=1)
+            values[high << low : (high + 1) << low] = chunk
+        return values
 
 
 class Explainers:
