@@ -384,14 +384,15 @@ def served_version(url: str, model_name: str) -> str | None:
         model_name: registered model name.
 
     Returns:
-        The version, or None when the log holds no row of that model.
-
-    Raises:
-        LogError: missing log.
+        The version, or None when the log is missing or holds no row of that model (the
+        window read says which).
     """
     import sqlalchemy as sa
 
-    engine = open_log(url)
+    try:
+        engine = open_log(url)
+    except LogError:
+        return None
     try:
         with engine.connect() as conn:
             tables = [ROWS] + ([BATCHES] if sa.inspect(conn).has_table(BATCHES) else [])

@@ -300,3 +300,5 @@ def test_served_version_is_the_newest_row_or_batch(tmp_path: Path) -> None:
     assert served_version(url, "other-model") is None
     create_log(tmp_path / "empty.db")
     assert served_version(f"sqlite:///{tmp_path / 'empty.db'}", "m") is None
+    assert served_version(f"sqlite:///{tmp_path / 'missing.db'}", "m") is None
+    assert not (tmp_path / "missing.db").exists()
