@@ -21,6 +21,11 @@ class Settings(ModelSettings):
     experiment: str = MODEL_NAME
     """MLflow experiment for standalone runs (not under `mlflow run`); named like the default
     model."""
+    optuna_storage: str = ""
+    """Optuna storage of `mlcycle tune` when `--storage` is not given: a SQLAlchemy URL
+    (`postgresql://user:pass@host/db`) that tuning workers on several machines share; empty:
+    in memory, one process. An environment variable keeps its password out of the run's
+    params."""
 
 
 def get_settings() -> Settings:
