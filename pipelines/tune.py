@@ -18,6 +18,8 @@ gates the best trial in the whole study; workers (`parent_run_id` given) only ad
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -99,6 +101,8 @@ def _objective(base: TrainConfig, splits: preprocess.Splits, spec: dict, parent)
     """The trial function: train one nested run, return its validation AUC."""
     import mlflow
 
+    worker = f"{socket.gethostname()}:{os.getpid()}"  # which process ran a trial
+
     def objective(trial) -> float:
         cfg = suggest(trial, base)
         with mlflow.start_run(
@@ -113,7 +117,9 @@ def _objective(base: TrainConfig, splits: preprocess.Splits, spec: dict, parent)
             y = splits.val[base.target].to_numpy()
             auc = evaluate.metrics(y, net.predict(None, splits.val))["auc"]
             mlflow.log_metric("val_auc", auc)
+            mlflow.set_tag("mlcycle.tune_worker", worker)
             trial.set_user_attr("mlflow_run_id", run.info.run_id)
+            trial.set_user_attr("worker", worker)
         return auc
 
     return objective
