@@ -172,10 +172,6 @@ def _artifact_bytes(model_uri: str) -> int:
     )
 
 
-def _weight_bytes(arrays: dict) -> int:
-    return int(sum(a.nbytes for a in arrays.values()))
-
-
 def _log_variant(parent, cfg: CompressConfig, rows: pd.DataFrame):
     """Log the variant's model; returns (ModelInfo, the variant loaded back, its arrays)."""
     import mlflow
@@ -218,8 +214,8 @@ def compress(cfg: CompressConfig) -> CompressResult:
         passed, reason, figures = judge(parent, variant, rows, target)
         parent_arrays = model_code.encode_layers(parent.layers)
         sizes = {
-            "weight_bytes": _weight_bytes(arrays),
-            "parent_weight_bytes": _weight_bytes(parent_arrays),
+            "weight_bytes": pipeline.weight_bytes(arrays),
+            "parent_weight_bytes": pipeline.weight_bytes(parent_arrays),
             "artifact_bytes": _artifact_bytes(info.model_uri),
             "parent_artifact_bytes": _artifact_bytes(f"models:/{name}/{parent_version}"),
         }

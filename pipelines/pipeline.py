@@ -95,6 +95,11 @@ def log_network(spec: dict, layers: list, example: pd.DataFrame, tmp: Path, meth
     return log_network_arrays(spec, model_code.encode_layers(layers, method), example, tmp)
 
 
+def weight_bytes(arrays: dict) -> int:
+    """Bytes of a network's weight arrays (`model_code.encode_layers` output), as stored."""
+    return int(sum(a.nbytes for a in arrays.values()))
+
+
 def log_network_arrays(spec: dict, arrays: dict, example: pd.DataFrame, tmp: Path):
     """`log_network` with weights.npz's arrays given (`model_code.encode_layers` output)."""
     import mlflow
@@ -248,6 +253,8 @@ def _fit_and_log(cfg: TrainConfig, run_id: str) -> tuple[TrainResult, pd.DataFra
     with tempfile.TemporaryDirectory() as tmp:
         log_reference(splits.train, columns, cfg.target, net, cfg.seed, Path(tmp))
         info = log_network(spec, net.layers, example, Path(tmp))
+    metrics["weight_bytes"] = weight_bytes(model_code.encode_layers(net.layers))
+    mlflow.log_metric("weight_bytes", metrics["weight_bytes"])
     _log_baseline(base, spec, example)
     return TrainResult(run_id=run_id, model_uri=info.model_uri, metrics=metrics), splits.test
 
@@ -321,6 +328,7 @@ def train_in_run(cfg: TrainConfig, run_id: str) -> TrainResult:
         "mlcycle.val_auc": f"{result.metrics['val_auc']:.6f}",
         "mlcycle.test_auc": f"{result.metrics['test_auc']:.6f}",
         "mlcycle.reference_uri": f"runs:/{run_id}/{REFERENCE_PATH}",
+        "mlcycle.weight_bytes": str(result.metrics["weight_bytes"]),
     }
     decision = register(
         mlflow.MlflowClient(),
