@@ -27,6 +27,8 @@ app = typer.Typer(
 )
 app.command("train")(pipelines_cli.train)
 app.command("finetune")(pipelines_cli.finetune)
+app.command("compress")(pipelines_cli.compress)
+app.command("tune")(pipelines_cli.tune)
 app.command("promote")(registry_cli.promote)
 app.command("rollback")(registry_cli.rollback)
 app.command("history")(registry_cli.history)

@@ -1,4 +1,4 @@
-"""`mlcycle train` / `python -m pipelines train|finetune`: the training pipeline's command line.
+"""`mlcycle train|finetune|compress|tune`, `python -m pipelines ...`: the pipeline's CLI.
 
 In: typed options (each documented in `--help`). Out: an MLflow run and a registered version
 (see `pipelines.pipeline` and `pipelines.finetune`); a one-line summary on stdout. Bad input
@@ -11,10 +11,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import typer
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def _quiet_defaults() -> None:
@@ -27,10 +30,44 @@ def _quiet_defaults() -> None:
         )
 
 
+# Options several commands share, defined once (typer reads them as defaults).
+DATA = typer.Option("", "--data", help="CSV to train on; empty = bundled synthetic data.")
+TARGET = typer.Option("default", "--target", help="Binary target column of the data.")
+ROWS = typer.Option(20_000, "--rows", min=100, help="Rows of synthetic data to generate.")
+SEED = typer.Option(42, "--seed", help="Seed of data generation, split and training.")
+PATIENCE = typer.Option(
+    8, "--patience", min=1, help="Stop after this many epochs without a better val AUC."
+)
+MODEL_NAME = typer.Option(
+    "", "--model-name", help="Registered model name (default: $MLCYCLE_MODEL_NAME or credit-risk)."
+)
+PROMOTE_MARGIN = typer.Option(
+    0.0,
+    "--promote-margin",
+    help="Promote only if the AUC beats production's on the same test rows by more.",
+)
+EXPERIMENT = typer.Option(
+    "", "--experiment", help="MLflow experiment for standalone runs (default: credit-risk)."
+)
+
+
+def _or_exit(step: Callable[[Any], T]) -> T:
+    """`step(settings)`, or, for an error users cause (bad data, a bad option or setting),
+    one clear error line and exit code 1."""
+    from pipelines.data import DataError
+    from pipelines.settings import get_settings
+
+    try:
+        return step(get_settings())
+    except (DataError, ValueError) as exc:  # a SettingsError too: it names the variable
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+
+
 def train(
-    data: str = typer.Option("", "--data", help="CSV to train on; empty = bundled synthetic data."),
-    target: str = typer.Option("default", "--target", help="Binary target column of the data."),
-    rows: int = typer.Option(20_000, "--rows", min=100, help="Rows of synthetic data to generate."),
+    data: str = DATA,
+    target: str = TARGET,
+    rows: int = ROWS,
     epochs: int = typer.Option(
         60, "--epochs", min=1, help="Most training epochs (early stopping usually ends sooner)."
     ),
@@ -41,39 +78,26 @@ def train(
     learning_rate: float = typer.Option(
         3e-3, "--learning-rate", min=0.0, help="Adam learning rate."
     ),
-    seed: int = typer.Option(42, "--seed", help="Seed of data generation, split and training."),
-    patience: int = typer.Option(
-        8, "--patience", min=1, help="Stop after this many epochs without a better val AUC."
-    ),
+    seed: int = SEED,
+    patience: int = PATIENCE,
     l2: float = typer.Option(3e-3, "--l2", min=0.0, help="L2 penalty on hidden-layer weights."),
     dropout: float = typer.Option(
         0.5, "--dropout", min=0.0, max=0.95, help="Dropout rate after each hidden layer."
     ),
-    model_name: str = typer.Option(
-        "",
-        "--model-name",
-        help="Registered model name (default: $MLCYCLE_MODEL_NAME or credit-risk).",
-    ),
-    promote_margin: float = typer.Option(
-        0.0,
-        "--promote-margin",
-        help="Promote only if the AUC beats production's on the same test rows by more.",
-    ),
+    model_name: str = MODEL_NAME,
+    promote_margin: float = PROMOTE_MARGIN,
     baseline: str = typer.Option(
         "logreg", "--baseline", help="scikit-learn baseline: logreg or gbm."
     ),
-    experiment: str = typer.Option(
-        "", "--experiment", help="MLflow experiment for standalone runs (default: credit-risk)."
-    ),
+    experiment: str = EXPERIMENT,
 ) -> None:
     """Train the network and the baseline, log them to MLflow, register and gate the model."""
     _quiet_defaults()
-    from pipelines.baseline import BASELINES
-    from pipelines.data import DataError
-    from pipelines.settings import TrainConfig, get_settings, parse_hidden
 
-    try:
-        settings = get_settings()
+    def step(settings):
+        from pipelines.baseline import BASELINES
+        from pipelines.settings import TrainConfig, parse_hidden
+
         if baseline not in BASELINES:
             raise ValueError(f"--baseline must be one of {', '.join(BASELINES)}, got {baseline!r}")
         cfg = TrainConfig(
@@ -95,10 +119,9 @@ def train(
         )
         from pipelines.pipeline import run
 
-        result = run(cfg)
-    except (DataError, ValueError) as exc:  # a SettingsError too: it names the variable
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=1) from None
+        return cfg, run(cfg)
+
+    cfg, result = _or_exit(step)
     state = "promoted to production" if result.promoted else "kept in staging"
     typer.echo(
         f"run {result.run_id}: val AUC {result.metrics['val_auc']:.4f}; "
@@ -133,15 +156,9 @@ def finetune(
         0.2, "--holdout", min=0.05, max=0.5, help="Share of rows held out for the gate."
     ),
     seed: int = typer.Option(42, "--seed", help="Seed of the split and of training."),
-    model_name: str = typer.Option(
-        "", "--model-name", help="Registered model name (default: $MLCYCLE_MODEL_NAME)."
-    ),
-    promote_margin: float = typer.Option(
-        0.0, "--promote-margin", help="Promote only if the held-out AUC beats production's by more."
-    ),
-    experiment: str = typer.Option(
-        "", "--experiment", help="MLflow experiment for standalone runs (default: credit-risk)."
-    ),
+    model_name: str = MODEL_NAME,
+    promote_margin: float = PROMOTE_MARGIN,
+    experiment: str = EXPERIMENT,
 ) -> None:
     """Fine-tune a registered version on new labelled rows, register it and gate it."""
     _quiet_defaults()
@@ -194,11 +211,114 @@ def finetune(
     )
 
 
+def compress(
+    version: str = typer.Option(
+        "production", "--version", help="Version to compress: production or a number."
+    ),
+    method: str = typer.Option("int8", "--method", help="int8, float16 or prune."),
+    sparsity: float = typer.Option(
+        0.5, "--sparsity", min=0.0, max=0.99, help="With prune: share of weights set to zero."
+    ),
+    data: str = typer.Option(
+        "", "--data", help="Labelled CSV to gate on; empty = the parent's own test split."
+    ),
+    target: str = TARGET,
+    promote: bool = typer.Option(
+        False, "--promote", help="Promote a variant that passes, if its parent is in production."
+    ),
+    model_name: str = MODEL_NAME,
+    experiment: str = EXPERIMENT,
+) -> None:
+    """Compress a registered version into a new, smaller one and gate it against its parent."""
+    _quiet_defaults()
+
+    def step(settings):
+        from pipelines.compress import CompressConfig, compress
+
+        cfg = CompressConfig(
+            model_name=model_name or settings.model_name,
+            version=version,
+            method=method,
+            sparsity=sparsity,
+            data=data.strip(),
+            target=target,
+            promote=promote,
+            experiment=experiment or settings.experiment,
+        )
+        return cfg, compress(cfg)
+
+    cfg, result = _or_exit(step)
+    sizes = result.sizes
+    state = "promoted to production" if result.promoted else "in staging"
+    typer.echo(
+        f"run {result.run_id}: {cfg.model_name} v{result.version} ({method} of "
+        f"v{result.parent_version}) weights {sizes['parent_weight_bytes']} -> "
+        f"{sizes['weight_bytes']} bytes; {state}; gate {result.reason}"
+    )
+
+
+def tune(
+    trials: int = typer.Option(20, "--trials", min=1, help="Trials this process runs."),
+    data: str = DATA,
+    target: str = TARGET,
+    rows: int = ROWS,
+    seed: int = SEED,
+    epochs: int = typer.Option(30, "--epochs", min=1, help="Most epochs a trial may choose."),
+    patience: int = PATIENCE,
+    storage: str = typer.Option(
+        "",
+        "--storage",
+        help="Optuna storage URL workers share (postgresql://...); "
+        "empty = $MLCYCLE_OPTUNA_STORAGE or in memory.",
+    ),
+    study_name: str = typer.Option(
+        "", "--study-name", help="Optuna study (default: named after the parent run)."
+    ),
+    parent_run_id: str = typer.Option(
+        "", "--parent-run-id", help="Join this search as a worker: trials only, no retraining."
+    ),
+    model_name: str = MODEL_NAME,
+    promote_margin: float = PROMOTE_MARGIN,
+    experiment: str = EXPERIMENT,
+) -> None:
+    """Search hyper-parameters with Optuna, retrain the best trial, register and gate it."""
+    _quiet_defaults()
+
+    def step(settings):
+        from pipelines.settings import TrainConfig
+        from pipelines.tune import TuneConfig, tune
+
+        base = TrainConfig(
+            data=data.strip(),
+            target=target,
+            rows=rows,
+            seed=seed,
+            epochs=epochs,
+            patience=patience,
+            model_name=model_name or settings.model_name,
+            promote_margin=promote_margin,
+            experiment=experiment or settings.experiment,
+        )
+        storage_url = storage.strip() or settings.optuna_storage
+        cfg = TuneConfig(trials, storage_url, study_name.strip(), parent_run_id.strip())
+        return base, tune(base, cfg)
+
+    base, result = _or_exit(step)
+    line = f"run {result.parent_run_id}: study {result.study_name}, {result.trials} trials"
+    if result.best is not None:
+        line += f"; best val AUC {result.best_value:.4f} {result.best}"
+    if result.version:
+        line += f"; {base.model_name} v{result.version} ({result.reason})"
+    typer.echo(line)
+
+
 def main() -> None:
-    """`python -m pipelines train|finetune ...`: the pipeline CLI."""
+    """`python -m pipelines train|finetune|compress|tune ...`: the pipeline CLI."""
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True)
     app.command("train")(train)
     app.command("finetune")(finetune)
+    app.command("compress")(compress)
+    app.command("tune")(tune)
 
     @app.callback()
     def _root() -> None:

@@ -4,9 +4,12 @@ This file is logged with the model ("models from code") and runs wherever the mo
 so it imports only numpy, pandas and mlflow: never `pipelines` or TensorFlow.
 
 In: artifacts `preprocess` (preprocess.json, the fitted preprocessing spec) and `weights`
-(weights.npz with `W0, b0, W1, b1, ...`); at predict time a DataFrame of raw named columns, or
-(fast path) a dict of numpy arrays. Out: a 1-D float64 array, the probability of the positive
-class per row. Bad input raises `InputError` naming the column.
+(weights.npz with `W0, b0, W1, b1, ...`; a compressed variant, `mlcycle compress`, stores each
+`W<i>` instead as int8 `Wq<i>` with per-output-channel float32 scales `Ws<i>`, as float16, or
+sparse as CSR parts `Wd<i>, Wj<i>, Wp<i>, Wshape<i>`: see `encode_layers`); at predict time a
+DataFrame of raw named columns, or (fast path) a dict of numpy arrays. Out: a 1-D float64
+array, the probability of the positive class per row. Bad input raises `InputError` naming
+the column.
 """
 
 from __future__ import annotations
@@ -52,21 +55,29 @@ class TabularNetModel(mlflow.pyfunc.PythonModel):
         with open(context.artifacts["preprocess"], encoding="utf-8") as f:
             spec = json.load(f)
         with np.load(context.artifacts["weights"]) as npz:
-            n_layers = len([k for k in npz.files if k.startswith("W")])
-            layers = [(npz[f"W{i}"], npz[f"b{i}"]) for i in range(n_layers)]
-        self.setup(spec, layers)
+            layers, compressed = decode_layers({k: npz[k] for k in npz.files})
+        # A compressed variant computes in float32: its weights carry less precision than
+        # that anyway, and float32 matmuls are what make it faster per row than its parent.
+        self.setup(spec, layers, np.float32 if compressed else np.float64)
 
-    def setup(self, spec: dict, layers: list[tuple[np.ndarray, np.ndarray]]) -> TabularNetModel:
+    def setup(
+        self,
+        spec: dict,
+        layers: list[tuple[np.ndarray, np.ndarray]],
+        dtype: type = np.float64,
+    ) -> TabularNetModel:
         """Prepare the forward pass from a spec and the network's (weights, bias) pairs.
 
         Args:
             spec: the preprocessing spec (the content of preprocess.json).
             layers: (W, b) per dense layer; ReLU between layers, sigmoid on the last one.
+            dtype: the forward pass's float type (float32 for compressed variants).
 
         Returns:
             self, ready to predict.
         """
         self.spec = spec
+        self._dtype = np.dtype(dtype)
         position = {name: i for i, name in enumerate(spec["feature_order"])}
         self._n_features = len(position)
         numeric = spec["numeric"]
@@ -88,7 +99,7 @@ class TabularNetModel(mlflow.pyfunc.PythonModel):
         names = self.input_columns
         self._first_column = names[0] if names else None
         self._layers = [
-            (np.asarray(w, dtype=np.float64), np.asarray(b, dtype=np.float64).ravel())
+            (np.asarray(w, dtype=self._dtype), np.asarray(b, dtype=self._dtype).ravel())
             for w, b in layers
         ]
         if self._layers:
@@ -102,22 +113,23 @@ class TabularNetModel(mlflow.pyfunc.PythonModel):
         times W picks one row of W, so scoring needs no feature matrix: one small matmul for
         the numeric columns and one row lookup per categorical column.
         """
-        w0, b0 = self._layers[0]
+        w0, b0 = (a.astype(np.float64) for a in self._layers[0])
         rows = w0[self._num_pos]
-        self._w_num = rows / self._num_std[:, None]
-        self._b_first = b0 - (self._num_mean / self._num_std) @ rows
+        self._w_num = (rows / self._num_std[:, None]).astype(self._dtype)
+        self._b_first = (b0 - (self._num_mean / self._num_std) @ rows).astype(self._dtype)
         self._cat_tables = []
         for name, lookup, allow_missing in self._categorical:
             cats = list(lookup)
             # Row 0 (zeros) stands for a missing value: one-hot all zeros.
             table = np.vstack([np.zeros((1, w0.shape[1])), w0[[lookup[c] for c in cats]]])
+            table = table.astype(self._dtype)
             index = {cat: i + 1 for i, cat in enumerate(cats)}
             self._cat_tables.append((name, index, table, allow_missing))
 
     @property
     def layers(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """The network's (W, b) pairs as float64, input layer first."""
-        return list(self._layers)
+        return [(w.astype(np.float64), b.astype(np.float64)) for w, b in self._layers]
 
     @property
     def input_columns(self) -> list[str]:
@@ -174,7 +186,8 @@ class TabularNetModel(mlflow.pyfunc.PythonModel):
         """
         n = self._row_count(columns, n_rows)
         if self._num_names:
-            h = self._numeric_raw(columns, n) @ self._w_num + self._b_first
+            h = self._numeric_raw(columns, n).astype(self._dtype, copy=False) @ self._w_num
+            h += self._b_first
         else:
             h = np.tile(self._b_first, (n, 1))
         for name, index, table, allow_missing in self._cat_tables:
@@ -237,8 +250,106 @@ class TabularNetModel(mlflow.pyfunc.PythonModel):
         """Finish the forward pass from the first layer's pre-activation."""
         for w, b in self._layers[1:]:
             h = np.maximum(h, 0.0) @ w + b
-        z = h.reshape(-1).clip(-500.0, 500.0)
+        z = h.reshape(-1).astype(np.float64, copy=False).clip(-500.0, 500.0)
         return 1.0 / (1.0 + np.exp(-z))
+
+
+def encode_layers(layers: list, method: str = "float", sparsity: float = 0.0) -> dict:
+    """The arrays of weights.npz for the network's (W, b) pairs, stored as `method` says.
+
+    Args:
+        layers: (W, b) per dense layer.
+        method: `float` (as given), `int8` (symmetric per-output-channel quantisation: int8
+            `Wq<i>` and float32 scales `Ws<i>`, |error| <= scale / 2 per weight), `float16`,
+            or `prune` (the smallest-magnitude `sparsity` share of each W set to zero, the rest
+            kept as float16 CSR parts `Wd<i>` data, `Wj<i>` column indices, `Wp<i>` row
+            pointers, `Wshape<i>`).
+        sparsity: with `prune`, the share of each weight matrix set to zero (0 <= s < 1).
+
+    Returns:
+        `{name: array}`; biases `b<i>` stay float32 (float64 with `float`).
+
+    Raises:
+        ValueError: for an unknown method or a sparsity outside [0, 1).
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if not 0.0 <= sparsity < 1.0:
+        raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
+    arrays: dict[str, np.ndarray] = {}
+    for i, (w, b) in enumerate(layers):
+        w = np.asarray(w, dtype=np.float64)
+        arrays[f"b{i}"] = np.asarray(b, dtype=np.float64 if method == "float" else np.float32)
+        if method == "float":
+            arrays[f"W{i}"] = w
+        elif method == "float16":
+            arrays[f"W{i}"] = w.astype(np.float16)
+        elif method == "int8":
+            arrays[f"Wq{i}"], arrays[f"Ws{i}"] = quantize_int8(w)
+        else:
+            arrays |= {f"{k}{i}": v for k, v in to_csr(prune(w, sparsity)).items()}
+    return arrays
+
+
+METHODS = ("float", "int8", "float16", "prune")
+
+
+def quantize_int8(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 quantisation with one scale per output channel (column of W)."""
+    scale = np.abs(w).max(axis=0) / 127.0
+    scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+    return np.clip(np.rint(w / scale), -127, 127).astype(np.int8), scale
+
+
+def prune(w: np.ndarray, sparsity: float) -> np.ndarray:
+    """W with its smallest-magnitude `sparsity` share of weights set to zero."""
+    k = int(sparsity * w.size)
+    if k == 0:
+        return w.copy()
+    cut = np.partition(np.abs(w).ravel(), k - 1)[k - 1]
+    return np.where(np.abs(w) > cut, w, 0.0)
+
+
+def to_csr(w: np.ndarray) -> dict[str, np.ndarray]:
+    """A dense matrix as CSR parts (`d` float16 data, `j` column indices, `p` row pointers)."""
+    rows, cols = np.nonzero(w)
+    index = np.uint16 if w.shape[1] <= np.iinfo(np.uint16).max else np.int32
+    pointers = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=w.shape[0]))])
+    return {
+        "Wd": w[rows, cols].astype(np.float16),
+        "Wj": cols.astype(index),
+        "Wp": pointers.astype(np.int32),
+        "Wshape": np.array(w.shape, dtype=np.int64),
+    }
+
+
+def from_csr(data: np.ndarray, cols: np.ndarray, pointers: np.ndarray, shape) -> np.ndarray:
+    """The dense float32 matrix of CSR parts (`to_csr`)."""
+    w = np.zeros(tuple(int(n) for n in shape), dtype=np.float32)
+    rows = np.repeat(np.arange(w.shape[0]), np.diff(pointers))
+    w[rows, cols.astype(np.intp)] = data
+    return w
+
+
+def decode_layers(arrays: dict[str, np.ndarray]) -> tuple[list, bool]:
+    """The (W, b) pairs stored by `encode_layers`, and whether they were compressed.
+
+    int8 weights are dequantised once here (`Wq * Ws`): a float32 matmul on 2 cores beats
+    integer matmuls in numpy, which has no int8 BLAS.
+    """
+    compressed = False
+    layers = []
+    for i in range(len([k for k in arrays if k.startswith("b")])):
+        if f"Wq{i}" in arrays:
+            w = arrays[f"Wq{i}"].astype(np.float32) * arrays[f"Ws{i}"]
+        elif f"Wd{i}" in arrays:
+            parts = (arrays[f"{k}{i}"] for k in ("Wd", "Wj", "Wp", "Wshape"))
+            w = from_csr(*parts)
+        else:
+            w = arrays[f"W{i}"]
+        compressed |= w.dtype != np.float64 or f"W{i}" not in arrays
+        layers.append((w, arrays[f"b{i}"]))
+    return layers, compressed
 
 
 def _get(columns: dict[str, np.ndarray], name: str) -> np.ndarray:

@@ -78,7 +78,7 @@ def _requirements(*packages: str) -> list[str]:
     return [f"{p}=={version(p)}" for p in packages]
 
 
-def log_network(spec: dict, layers: list, example: pd.DataFrame, tmp: Path):
+def log_network(spec: dict, layers: list, example: pd.DataFrame, tmp: Path, method="float"):
     """Log the pyfunc model `model` (models-from-code) with its two artifacts.
 
     Args:
@@ -86,17 +86,27 @@ def log_network(spec: dict, layers: list, example: pd.DataFrame, tmp: Path):
         layers: the network's (W, b) pairs (written as weights.npz: W0, b0, W1, ...).
         example: a few raw input rows (the input example).
         tmp: a scratch folder for the two files.
+        method: how weights.npz stores them (`model_code.encode_layers`: `float`, or a
+            compressed variant's `int8`, `float16`, `prune`).
 
     Returns:
         MLflow's `ModelInfo` (its `model_uri` is what gets registered).
     """
+    return log_network_arrays(spec, model_code.encode_layers(layers, method), example, tmp)
+
+
+def weight_bytes(arrays: dict) -> int:
+    """Bytes of a network's weight arrays (`model_code.encode_layers` output), as stored."""
+    return int(sum(a.nbytes for a in arrays.values()))
+
+
+def log_network_arrays(spec: dict, arrays: dict, example: pd.DataFrame, tmp: Path):
+    """`log_network` with weights.npz's arrays given (`model_code.encode_layers` output)."""
     import mlflow
 
     (tmp / "preprocess.json").write_text(json.dumps(spec, indent=1), encoding="utf-8")
-    arrays = {}
-    for i, (w, b) in enumerate(layers):
-        arrays[f"W{i}"], arrays[f"b{i}"] = w, b
-    np.savez(tmp / "weights.npz", **arrays)
+    save = np.savez if all(a.dtype == np.float64 for a in arrays.values()) else np.savez_compressed
+    save(tmp / "weights.npz", **arrays)
     return mlflow.pyfunc.log_model(
         name="model",
         python_model=str(Path(model_code.__file__).resolve()),
@@ -243,6 +253,8 @@ def _fit_and_log(cfg: TrainConfig, run_id: str) -> tuple[TrainResult, pd.DataFra
     with tempfile.TemporaryDirectory() as tmp:
         log_reference(splits.train, columns, cfg.target, net, cfg.seed, Path(tmp))
         info = log_network(spec, net.layers, example, Path(tmp))
+    metrics["weight_bytes"] = weight_bytes(model_code.encode_layers(net.layers))
+    mlflow.log_metric("weight_bytes", metrics["weight_bytes"])
     _log_baseline(base, spec, example)
     return TrainResult(run_id=run_id, model_uri=info.model_uri, metrics=metrics), splits.test
 
@@ -294,32 +306,42 @@ def run(cfg: TrainConfig) -> TrainResult:
     Raises:
         DataError: for unusable input data.
     """
+    with start_run(cfg.experiment) as active:
+        return train_in_run(cfg, active.info.run_id)
+
+
+def train_in_run(cfg: TrainConfig, run_id: str) -> TrainResult:
+    """Train, log, register and gate into the active run `run_id` (`run`'s body; `tune`
+    retrains its best trial with it in the search's parent run).
+
+    Raises:
+        DataError: for unusable input data.
+    """
     import mlflow
 
     from pipelines.register import register
 
-    with start_run(cfg.experiment) as active:
-        run_id = active.info.run_id
-        result, test = _fit_and_log(cfg, run_id)
-        if not cfg.register:
-            return result
-        tags = {
-            "mlcycle.val_auc": f"{result.metrics['val_auc']:.6f}",
-            "mlcycle.test_auc": f"{result.metrics['test_auc']:.6f}",
-            "mlcycle.reference_uri": f"runs:/{run_id}/{REFERENCE_PATH}",
-        }
-        decision = register(
-            mlflow.MlflowClient(),
-            result.model_uri,
-            cfg.model_name,
-            run_id,
-            tags,
-            test,
-            cfg.target,
-            cfg.promote_margin,
-            note=baseline_note(result.metrics, cfg.baseline),
-        )
-        record_gate(decision)
+    result, test = _fit_and_log(cfg, run_id)
+    if not cfg.register:
+        return result
+    tags = {
+        "mlcycle.val_auc": f"{result.metrics['val_auc']:.6f}",
+        "mlcycle.test_auc": f"{result.metrics['test_auc']:.6f}",
+        "mlcycle.reference_uri": f"runs:/{run_id}/{REFERENCE_PATH}",
+        "mlcycle.weight_bytes": str(result.metrics["weight_bytes"]),
+    }
+    decision = register(
+        mlflow.MlflowClient(),
+        result.model_uri,
+        cfg.model_name,
+        run_id,
+        tags,
+        test,
+        cfg.target,
+        cfg.promote_margin,
+        note=baseline_note(result.metrics, cfg.baseline),
+    )
+    record_gate(decision)
     return TrainResult(
         run_id,
         result.model_uri,

@@ -353,6 +353,38 @@ def gate(
     return decision
 
 
+def add_version(client, model_uri: str, name: str, run_id: str, tags: dict, why: str) -> str:
+    """Register the logged model, tag it, sign it (with `MLCYCLE_SIGNING_KEY`), stage it.
+
+    The one registration path: training, fine-tuning, tuning and compression all use it, so
+    every version they make carries `mlcycle.source_run_id` and (with a key) a signature.
+
+    Args:
+        client: an `mlflow.MlflowClient`.
+        model_uri: URI of the logged pyfunc model.
+        name: registered model name.
+        run_id: the run that logged it.
+        tags: version tags (`mlcycle.val_auc`, lineage, ...).
+        why: the Staging entry's reason in the promotion history.
+
+    Returns:
+        The new version.
+    """
+    import mlflow
+
+    mv = mlflow.register_model(model_uri, name)
+    version = str(mv.version)
+    for key, value in (tags | {"mlcycle.source_run_id": run_id}).items():
+        client.set_model_version_tag(name, version, key, value)
+    signing_key = get_settings().signing_key
+    if signing_key:
+        sign_version(client, name, version, signing_key)
+    else:
+        log.info("%s version %s registered unsigned (no MLCYCLE_SIGNING_KEY)", name, version)
+    registry.promote(name, version, "staging", why, client=client)
+    return version
+
+
 def register(
     client,
     model_uri: str,
@@ -365,7 +397,7 @@ def register(
     live: pd.DataFrame | None = None,
     note: str = "",
 ) -> GateDecision:
-    """Register the logged model, tag it, stage it and run the gate.
+    """Register the logged model (`add_version`) and run the gate.
 
     Args:
         client: an `mlflow.MlflowClient`.
@@ -382,16 +414,5 @@ def register(
     Returns:
         The gate's decision.
     """
-    import mlflow
-
-    mv = mlflow.register_model(model_uri, name)
-    version = str(mv.version)
-    for key, value in (tags | {"mlcycle.source_run_id": run_id}).items():
-        client.set_model_version_tag(name, version, key, value)
-    signing_key = get_settings().signing_key
-    if signing_key:
-        sign_version(client, name, version, signing_key)
-    else:
-        log.info("%s version %s registered unsigned (no MLCYCLE_SIGNING_KEY)", name, version)
-    registry.promote(name, version, "staging", f"trained in run {run_id}", client=client)
+    version = add_version(client, model_uri, name, run_id, tags, f"trained in run {run_id}")
     return gate(client, name, version, rows, target, margin, live, note)

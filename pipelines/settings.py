@@ -25,6 +25,11 @@ class Settings(ModelSettings):
     """A prediction log whose shadow rows the gate reads (`MLCYCLE_SHADOW` in serving): when
     the challenger scored at least 100 labelled live rows there in shadow, both versions' live
     AUC on those same rows is recorded and must beat production's by the margin too."""
+    optuna_storage: str = ""
+    """Optuna storage of `mlcycle tune` when `--storage` is not given: a SQLAlchemy URL
+    (`postgresql://user:pass@host/db`) that tuning workers on several machines share; empty:
+    in memory, one process. An environment variable keeps its password out of the run's
+    params."""
 
 
 def get_settings() -> Settings:

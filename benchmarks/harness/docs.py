@@ -43,6 +43,14 @@ def write_section(name: str, text: str, heading: str = "", path: Path = DOC) -> 
     path.write_text(replace_section(doc, name, text, heading))
 
 
+def publish(name: str, lines: list[str], heading: str, write: bool = True) -> None:
+    """Print a benchmark's lines and, if `write`, make them section `name` of benchmarks.md."""
+    text = "\n".join(lines)
+    print(text, flush=True)
+    if write:
+        write_section(name, text, heading)
+
+
 def rate_table(runs: dict, labels: dict, conns: list) -> list[str]:
     """Markdown lines: one row per server in `labels` found in `runs`, req/s and p50 / p99 per c.
 

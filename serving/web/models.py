@@ -37,6 +37,29 @@ class VersionRow:
     serving: bool = False
     signed: bool = False
     refused: str = ""
+    parent: str = ""
+    method: str = ""
+    weight_bytes: int | None = None
+
+    @property
+    def lineage(self) -> str:
+        """`int8 of v3`, `fine-tuned from v3`, or "" for a version trained from scratch."""
+        if not self.parent:
+            return ""
+        return (
+            f"{self.method} of v{self.parent}" if self.method else f"fine-tuned from v{self.parent}"
+        )
+
+    @property
+    def size(self) -> str:
+        """The weights' size for people (`3.3 KB`), or "" where the version does not say."""
+        if self.weight_bytes is None:
+            return ""
+        return (
+            f"{self.weight_bytes} B"
+            if self.weight_bytes < 1000
+            else f"{self.weight_bytes / 1000:.1f} KB"
+        )
 
 
 def _time_text(millis: Any) -> str:
@@ -52,6 +75,11 @@ def _float(value: Any) -> float | None:
         return None if value is None or value == "" else float(value)
     except (TypeError, ValueError):
         return None
+
+
+def _int(value: Any) -> int | None:
+    number = _float(value)
+    return None if number is None else int(number)
 
 
 def _run_auc(client: Any, run_id: str) -> tuple[float | None, str]:
@@ -129,4 +157,7 @@ def _row(
         serving=serving is not None and version == str(serving),
         signed=SIGNATURE_TAG in tags,
         refused=refused.get(version, ""),
+        parent=str(tags.get("mlcycle.parent_version", "")),
+        method=str(tags.get("mlcycle.compression.method", "")),
+        weight_bytes=_int(tags.get("mlcycle.weight_bytes")),
     )

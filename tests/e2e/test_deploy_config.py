@@ -542,8 +542,11 @@ def test_mlproject_entry_points_parse_with_the_real_cli(tmp_path: Path) -> None:
     pipelines = typer.Typer()
     pipelines.command("train")(pipelines_cli.train)
     pipelines.command("finetune")(pipelines_cli.finetune)
+    pipelines.command("compress")(pipelines_cli.compress)
+    pipelines.command("tune")(pipelines_cli.tune)
     groups = {"pipelines": typer.main.get_command(pipelines)}
-    assert {"main", "finetune", "retrain-on-drift"} <= set(project._entry_points)
+    entry_points = {"main", "finetune", "compress", "tune", "retrain-on-drift"}
+    assert entry_points <= set(project._entry_points)
     for name, entry in project._entry_points.items():
         argv = shlex.split(entry.compute_command({}, str(tmp_path)))
         assert argv[:2] == ["python", "-m"], f"{name}: {argv[:3]}"

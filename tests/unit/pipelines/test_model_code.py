@@ -5,23 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlcycle.core.synthetic import generate
-from pipelines.data import column_roles
 from pipelines.model_code import InputError, TabularNetModel
-from pipelines.preprocess import fit_spec, transform
+from pipelines.preprocess import transform
+from tests.unit.pipelines.conftest import random_network
 
 
 @pytest.fixture(scope="module")
 def model_and_rows():
-    df = generate(1_000, seed=9)
-    spec = fit_spec(df, column_roles(df, "default"))
-    rng = np.random.default_rng(0)
-    n = len(spec["feature_order"])
-    layers = [
-        (rng.normal(size=(n, 8)), rng.normal(size=8)),
-        (rng.normal(size=(8, 1)), rng.normal(size=1)),
-    ]
-    return TabularNetModel().setup(spec, layers), df.drop(columns="default").head(50), layers, spec
+    spec, layers, rows = random_network(1_000, seed=9, hidden=8)
+    return TabularNetModel().setup(spec, layers), rows.head(50), layers, spec
 
 
 def test_predict_matches_predict_columns_and_a_reference_forward_pass(model_and_rows):
