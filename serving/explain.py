@@ -301,8 +301,9 @@ class Explainers:
         """Attributions of the request's rows (`Explainer.explain`).
 
         Raises:
-            RequestError: 413 past `MAX_EXPLAINED_ROWS` rows; 503 when the version's
-                reference sample (the background) cannot be read.
+            RequestError: 413 past `MAX_EXPLAINED_ROWS` rows; 422 for a row whose
+                attributions are not finite; 503 when the version's reference sample (the
+                background) cannot be read.
         """
         if n > MAX_EXPLAINED_ROWS:
             raise RequestError(
@@ -310,7 +311,17 @@ class Explainers:
                 f"({n} sent): each costs a forward pass of thousands of rows",
                 status=413,
             )
-        return self.get(service).explain(arrays, n)
+        explained = self.get(service).explain(arrays, n)
+        for i, row in enumerate(explained):
+            bad = [c for c, v in row["attributions"].items() if not math.isfinite(v)]
+            if bad:  # as for a non-finite prediction: never a 200 with null
+                raise RequestError(
+                    f"row {i} cannot be explained: its attributions overflow for "
+                    f"{', '.join(bad)} (values far outside the training range)",
+                    status=422,
+                    field=bad[0],
+                )
+        return explained
 
     def get(self, service) -> Explainer:
         """The version's explainer (built once)."""

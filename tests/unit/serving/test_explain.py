@@ -203,3 +203,21 @@ def test_no_reference_sample_is_a_503_naming_it(settings):
         assert refused.status_code == 503 and "reference" in refused.get_json()["message"]
     finally:
         app.extensions["mlcycle"].close()
+
+
+def test_attributions_that_overflow_are_a_422_never_null(monkeypatch):
+    """Inputs far outside the training range can overflow the network's sums (schemathesis
+    found rows of +-1e16..1e88 whose attributions were NaN): the answer is then a 422 naming
+    a column, as for a non-finite prediction, never a 200 with null attributions."""
+    from serving.errors import RequestError
+
+    service, rows = _net(hidden=8)
+    explainers = Explainers(lambda svc: rows.iloc[:16].reset_index(drop=True))
+    validated = _validated(service, rows.iloc[:1])
+    explainer = explainers.get(service)
+    real = explainer.explain(validated, 1)
+    overflowed = [dict(real[0], attributions=dict(real[0]["attributions"], income=float("nan")))]
+    monkeypatch.setattr(explainer, "explain", lambda arrays, n: overflowed)
+    with pytest.raises(RequestError) as caught:
+        explainers.explain(service, validated, 1)
+    assert caught.value.status == 422 and caught.value.field == "income"
