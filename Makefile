@@ -21,7 +21,7 @@ demo: setup  ## train, register, promote, serve, simulate traffic, run drift (em
 	$(BIN)/mlcycle demo
 
 test: setup lint  ## every test: unit, integration, model, e2e (slow and browser ones included)
-	$(BIN)/pytest -p no:cacheprovider tests
+	$(BIN)/pytest -p no:cacheprovider --durations=30 tests
 
 test-fast: setup  ## unit tests only
 	$(BIN)/pytest -p no:cacheprovider tests/unit
