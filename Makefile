@@ -20,8 +20,13 @@ setup: $(BIN)/mlcycle  ## venv + the project with its dev extras
 demo: setup  ## train, register, promote, serve, simulate traffic, run drift (embedded default)
 	$(BIN)/mlcycle demo
 
+# Two parts: everything but the `serial` tests on two xdist workers, then the `serial` ones
+# (a server timed under load, a fault or a deadline) alone; both run, and either failing fails.
 test: setup lint  ## every test: unit, integration, model, e2e (slow and browser ones included)
-	$(BIN)/pytest -p no:cacheprovider --durations=30 tests
+	@status=0; \
+	$(BIN)/pytest -p no:cacheprovider -n 2 -m "not serial" --durations=30 tests || status=1; \
+	$(BIN)/pytest -p no:cacheprovider -m serial --durations=15 tests || status=1; \
+	exit $$status
 
 test-fast: setup  ## unit tests only
 	$(BIN)/pytest -p no:cacheprovider tests/unit

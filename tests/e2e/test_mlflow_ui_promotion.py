@@ -32,7 +32,7 @@ from tests.helpers import (
     wait_until,
 )
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.serial]
 SWITCH_SECONDS = 10.0
 
 

@@ -29,7 +29,7 @@ from tests.helpers import (
     write_performance_check,
 )
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.serial]
 
 TOKEN = "web-e2e-admin-token-0123456789"
 

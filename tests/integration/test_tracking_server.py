@@ -32,7 +32,7 @@ from tests import postgres
 from tests.helpers import MLCYCLE_SERVE, Server, TrainedStore, sample_csv, wait_until
 from tests.tracking import S3, mlflow_server, s3_bucket
 
-pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.serial]
 
 MODEL = "credit-risk"
 SWITCH_S = 10.0  # the most a promotion may take to reach every server

@@ -20,7 +20,7 @@ from tests import postgres
 from tests.helpers import records
 from tests.traffic import Traffic, logged_ids
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 HEAL_S = 5.0  # the bound: 200s again within 5 s of the store coming back
 
 

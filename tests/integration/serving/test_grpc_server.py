@@ -21,7 +21,7 @@ from tritonclient.utils import InferenceServerException
 from serving.oip.contract import SERVICE
 from tests.helpers import MLCYCLE_SERVE, Server, free_port, wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 
 def grpc_server(

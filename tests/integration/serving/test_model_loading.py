@@ -19,7 +19,7 @@ import requests
 
 from tests.helpers import ADMIN, records, register_copy, wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 log = logging.getLogger(__name__)
 
 WORKERS = 2

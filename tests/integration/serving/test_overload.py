@@ -22,7 +22,7 @@ import requests
 from tests.helpers import records, tree_memory_mb
 from tests.traffic import logged_ids
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 CONNECTIONS, SECONDS = 64, 20
 MEMORY_BOUND_MB = 2048  # docs/reliability.md: the whole server (launcher, granian, 2 workers)
 

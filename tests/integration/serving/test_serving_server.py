@@ -16,7 +16,7 @@ import requests
 
 from tests.helpers import ADMIN, records, register_copy, wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 
 def _rows(example_rows: pd.DataFrame) -> pd.DataFrame:
