@@ -404,6 +404,7 @@ def _version_tags(prep: _Prepared, cfg: FinetuneConfig, metrics: dict, run_id: s
         "mlcycle.reference_uri": f"runs:/{run_id}/{pipeline.REFERENCE_PATH}",
         "mlcycle.new_categories": json.dumps(prep.added, separators=(",", ":")),
         "mlcycle.frozen_layers": str(cfg.frozen_layers),
+        "mlcycle.weight_bytes": str(metrics["weight_bytes"]),
     }
     return tags | {f"mlcycle.{k}": str(v) for k, v in prep.lineage.items()}
 
@@ -458,6 +459,7 @@ def finetune(
             frozen=cfg.frozen_layers,
         )
         metrics = _scores(net, prep.parent, prep.spec, prep.splits, cfg.target)
+        metrics["weight_bytes"] = pipeline.weight_bytes(model_code.encode_layers(net.layers))
         mlflow.log_metrics(metrics)
         log.info(
             "held-out AUC %.4f (parent v%s %.4f, fresh logreg %.4f)",

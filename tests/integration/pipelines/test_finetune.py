@@ -70,6 +70,7 @@ def test_fine_tuning_after_a_concept_shift_beats_v1_and_is_promoted(store):
     assert tags["mlcycle.holdout_rows"] == "1200" and tags["mlcycle.data_window"] == "unspecified"
     assert json.loads(tags["mlcycle.new_categories"]) == result.new_categories
     assert tags["mlcycle.reference_uri"].endswith("reference/reference.parquet")
+    assert int(tags["mlcycle.weight_bytes"]) > 0  # the Models page's size column
     # The gate compared both on the held-out rows v1 can score (not on rows with the new one).
     assert float(tags["mlcycle.gate_auc"]) > float(tags["mlcycle.gate_champion_auc"]) + 0.05
     assert "left out: unknown categories" in tags["mlcycle.gate"]
