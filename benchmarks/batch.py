@@ -13,7 +13,6 @@ must hold every row with the same mean probability (to 1e-9), or the run fails.
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import re
@@ -24,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.harness import ROOT, docs
+from benchmarks.harness import ROOT, cli, docs
 from benchmarks.harness.store import use_store
 
 HEADING = "## Batch scoring engines (`python -m benchmarks.batch`)"
@@ -79,11 +78,9 @@ def point(root: Path, n: int, master: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.parser(__doc__)
     parser.add_argument("--sizes", default="100000,1000000", help="input rows, comma list")
     parser.add_argument("--master", default="local[*]", help="Spark master URL")
-    parser.add_argument("--tracking-uri", default="", help="use this store (no training)")
-    parser.add_argument("--no-write", action="store_true", help="do not touch docs/")
     args = parser.parse_args()
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     load = " / ".join(f"{x:.1f}" for x in os.getloadavg())

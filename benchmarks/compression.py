@@ -15,7 +15,6 @@ every load is bounded; servers are stopped on exit.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -23,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.harness import docs, wrk
+from benchmarks.harness import cli, docs, wrk
 from benchmarks.harness.server import Server, mlcycle_serve_command, server_env
 from benchmarks.harness.store import EXPERIMENT, empty_store
 
@@ -226,12 +225,11 @@ def table(label: str, rows: list[dict]) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.parser(__doc__, tracking_uri=False)
     parser.add_argument("--rows", type=int, default=20_000, help="training rows")
     parser.add_argument("--epochs", type=int, default=10, help="most training epochs")
     parser.add_argument("--score-rows", type=int, default=200_000, help="rows to score")
     parser.add_argument("--seconds", type=int, default=4, help="wrk seconds per server")
-    parser.add_argument("--no-doc", action="store_true", help="do not write docs/benchmarks.md")
     args = parser.parse_args()
     os.environ.setdefault("TQDM_DISABLE", "1")
     with tempfile.TemporaryDirectory() as tmp:
@@ -260,7 +258,7 @@ def main() -> None:
         "|---|---|---|---|---|",
         *rt,
     ]
-    docs.publish("compression", lines, HEADING, write=not args.no_doc)
+    docs.publish("compression", lines, HEADING, write=not args.no_write)
 
 
 if __name__ == "__main__":

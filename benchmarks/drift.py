@@ -3,7 +3,7 @@
 In: window sizes (default 10k, 100k, 1M logged rows), a reference size (default 200k rows) and
 the bundled drift scenarios. Out: a table of wall time, peak RSS, verdict and drifted columns per
 (scenario, size) for both the job and the anchor, the time/memory ratios, and (unless
-`--no-docs`) the `drift` section of docs/benchmarks.md.
+`--no-write`) the `drift` section of docs/benchmarks.md.
 
 Set-up, all in a temporary folder: an MLflow SQLite store with one registered model version
 (a stand-in pyfunc whose signature has the bundled data's 13 input columns; a logistic score as
@@ -359,7 +359,9 @@ def main(
     reference_rows: int = typer.Option(200_000, help="Rows in the reference sample."),
     full_max: int = typer.Option(100_000, help="Run the full Evidently anchor up to this size."),
     scenarios: str = typer.Option(",".join(SCENARIOS), help="Comma-separated scenarios."),
-    docs: bool = typer.Option(True, help="Rewrite the drift section of docs/benchmarks.md."),
+    write: bool = typer.Option(
+        True, "--write/--no-write", help="Rewrite the drift section of docs/benchmarks.md."
+    ),
     workdir: Path | None = typer.Option(None, help="Keep the store and logs here."),
 ) -> None:
     """Time the drift job against a full Evidently run at each size and scenario."""
@@ -420,7 +422,7 @@ def main(
     text = _table(results, reference_rows, machine, full_max)
     typer.echo(text)
     (work / "results.json").write_text(json.dumps(results, indent=2))
-    if docs:
+    if write:
         write_section("drift", text, HEADING)
 
 

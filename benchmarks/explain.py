@@ -13,7 +13,6 @@ share this machine.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import platform
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.harness import docs
+from benchmarks.harness import cli, docs
 from benchmarks.harness.store import use_store
 
 HEADING = "## Explanations (`python -m benchmarks.explain`)"
@@ -97,10 +96,8 @@ def measure(service, reference, background_rows: int, rows: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.parser(__doc__)
     parser.add_argument("--rows", type=int, default=4, help="rows explained per setting")
-    parser.add_argument("--tracking-uri", default="", help="use this store (no training)")
-    parser.add_argument("--no-write", action="store_true", help="do not touch docs/")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")

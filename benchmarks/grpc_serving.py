@@ -15,7 +15,6 @@ against each other first. Loopback only; every run is bounded.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -28,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.harness import ROOT, docs, grpc_load, wrk
+from benchmarks.harness import ROOT, cli, docs, grpc_load, wrk
 from benchmarks.harness.server import Server, free_port, mlcycle_serve_command, server_env
 from benchmarks.harness.store import MODEL_URI, use_store
 
@@ -234,17 +233,15 @@ def summarize(runs: dict, conns: list[int], args, agreement: float) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.parser(__doc__)
     parser.add_argument("--seconds", type=int, default=6, help="duration per point")
     parser.add_argument("--connections", default="1,8", help="comma list of streams")
     parser.add_argument("--workers", type=int, default=2, help="mlcycle worker processes")
     parser.add_argument("--rows", type=int, default=1, help="rows per request")
-    parser.add_argument("--tracking-uri", default="", help="use this store (no training)")
     parser.add_argument(
         "--mlserver-venv", type=Path, default=Path("/tmp/mlserver-venv"), help="MLServer's venv"
     )
     parser.add_argument("--setup-mlserver", action="store_true", help="create that venv")
-    parser.add_argument("--no-write", action="store_true", help="do not touch docs/")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")

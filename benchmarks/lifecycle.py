@@ -36,7 +36,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from benchmarks.harness import docs
+from benchmarks.harness import cli, docs
 from benchmarks.harness.store import EXPERIMENT, empty_store
 
 HEADING = "## Lifecycle (`python -m benchmarks.lifecycle`)"
@@ -537,7 +537,7 @@ def cbpe_summary(rows: list[CbpeRow]) -> str:
 
 
 def _parse() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.parser(__doc__, tracking_uri=False)
     parser.add_argument(
         "--rows", type=int, default=20_000, help="v1's rows, and the larger scratch anchor's"
     )
@@ -558,7 +558,6 @@ def _parse() -> argparse.Namespace:
         help="FinetuneConfig options of a second fine-tuned version per scenario "
         f"(KEY=VALUE,...; KEY one of {', '.join(TUNABLE)}); empty: none",
     )
-    parser.add_argument("--no-write", action="store_true", help="do not touch docs/")
     parser.add_argument(
         "--quick",
         action="store_true",

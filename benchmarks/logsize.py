@@ -12,7 +12,6 @@ server binaries are installed (`tests.postgres` is not shipped: this starts its 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import glob
 import os
@@ -24,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.harness import ROOT, docs
+from benchmarks.harness import ROOT, cli, docs
 
 HEADING = "## Prediction-log size (`python -m benchmarks.logsize`)"
 BATCH = 1_000
@@ -157,9 +156,8 @@ def table(n: int, sizes: dict[str, dict[str, int]]) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.parser(__doc__, tracking_uri=False)
     parser.add_argument("--rows", type=int, default=50_000, help="rows per table")
-    parser.add_argument("--no-write", action="store_true", help="do not touch docs/")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="mlcycle-logsize-"))
     try:

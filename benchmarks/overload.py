@@ -13,7 +13,6 @@ Measured one after the other on the same machine, with the same clients:
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import json
 import os
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.harness import ROOT, docs
+from benchmarks.harness import ROOT, cli, docs
 from benchmarks.harness.server import Server, mlcycle_serve_command, server_env
 from benchmarks.harness.store import MODEL_URI, use_store
 
@@ -164,14 +163,12 @@ def section(results: list[dict], args) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.parser(__doc__)
     parser.add_argument("--seconds", type=float, default=15, help="load duration per server")
     parser.add_argument("--connections", type=int, default=64, help="client threads")
     parser.add_argument("--rows", type=int, default=40_000, help="rows per request body")
     parser.add_argument("--workers", type=int, default=2, help="worker processes of both")
     parser.add_argument("--threads", type=int, default=32, help="threads per worker of both")
-    parser.add_argument("--tracking-uri", default="", help="use this store (no training)")
-    parser.add_argument("--no-write", action="store_true", help="do not touch docs/")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mlcycle-overload-") as tmp:
         root = Path(tmp)

@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.harness import ROOT, docs
+from benchmarks.harness import ROOT, cli, docs
 from benchmarks.harness.server import (
     Server,
     mlcycle_serve_command,
@@ -502,7 +502,7 @@ def invocations_table(bodies, ours, theirs, args, s, limit_note: str) -> list[st
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.parser(__doc__)
     parser.add_argument("--sizes", help=f"`mlcycle score` input rows, comma list [{FULL['sizes']}]")
     parser.add_argument(
         "--batch-rows", help=f"/invocations rows per request, comma list [{FULL['batch_rows']}]"
@@ -526,9 +526,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--skip-score", action="store_true", help="no `mlcycle score` part")
     parser.add_argument("--skip-invocations", action="store_true", help="no /invocations part")
     parser.add_argument("--skip-mlflow", action="store_true", help="no mlflow anchor")
-    parser.add_argument("--tracking-uri", default="", help="use this store (no training)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
-    parser.add_argument("--no-write", action="store_true", help="do not touch docs/")
     args = parser.parse_args()
     if args.distinct < 1 or args.client_threads < 1 or args.max_requests < 1:
         parser.error("--distinct, --client-threads and --max-requests must be at least 1")

@@ -11,7 +11,6 @@ docs/benchmarks.md. Measured one after the other on the same machine, in one run
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -21,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.harness import ROOT, docs, wrk
+from benchmarks.harness import ROOT, cli, docs, wrk
 from benchmarks.harness.server import (
     Server,
     bare_app_command,
@@ -117,13 +116,11 @@ def measure(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.parser(__doc__)
     parser.add_argument("--seconds", type=int, default=6, help="wrk duration per point")
     parser.add_argument("--connections", default="1,8,32", help="comma list")
     parser.add_argument("--workers", type=int, default=2, help="worker processes everywhere")
-    parser.add_argument("--tracking-uri", default="", help="use this store (no training)")
     parser.add_argument("--skip-keras", action="store_true", help="skip the Keras anchor")
-    parser.add_argument("--no-write", action="store_true", help="do not touch docs/")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")

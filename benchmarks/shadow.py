@@ -12,7 +12,6 @@ shadow server's rows scored in shadow and requests dropped (full queue) come fro
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import platform
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import requests
 
-from benchmarks.harness import ROOT, docs, wrk
+from benchmarks.harness import ROOT, cli, docs, wrk
 from benchmarks.harness.server import Server, mlcycle_serve_command, server_env
 from benchmarks.harness.store import one_row_body, use_store
 
@@ -49,12 +48,10 @@ def _metric(text: str, name: str) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.parser(__doc__)
     parser.add_argument("--seconds", type=int, default=5, help="wrk duration per round")
     parser.add_argument("--rounds", type=int, default=5, help="rounds per setting")
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
-    parser.add_argument("--tracking-uri", default="", help="use this store (no training)")
-    parser.add_argument("--no-write", action="store_true", help="do not touch docs/")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")

@@ -9,13 +9,12 @@ docs/benchmarks.md. Loopback only; `--minutes` bounds it (default 5).
 
 from __future__ import annotations
 
-import argparse
 import sqlite3
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.harness import docs, wrk
+from benchmarks.harness import cli, docs, wrk
 from benchmarks.harness.server import Server, server_env, venv_script
 from benchmarks.harness.store import one_row_body, use_store
 from mlcycle.core.prediction_log import ROWS
@@ -78,11 +77,9 @@ def summarize(runs: list[dict], totals: dict, conns: int) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.parser(__doc__)
     parser.add_argument("--minutes", type=int, default=5, help="minutes of load (bounded)")
     parser.add_argument("--connections", type=int, default=8, help="wrk connections")
-    parser.add_argument("--tracking-uri", help="use this store (no training)")
-    parser.add_argument("--no-write", action="store_true", help="do not touch docs/")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="mlcycle-soak-"))
     use_store(root, args.tracking_uri)

@@ -8,25 +8,23 @@ the other in one run, on the same rows and split.
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.harness import docs
+from benchmarks.harness import cli, docs
 from benchmarks.harness.store import EXPERIMENT, empty_store
 
 HEADING = "## Tuning (`python -m benchmarks.tuning`)"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.parser(__doc__, tracking_uri=False)
     parser.add_argument("--rows", type=int, default=20_000, help="training rows")
     parser.add_argument("--epochs", type=int, default=20, help="most epochs (both sides)")
     parser.add_argument("--trials", type=int, default=8, help="Optuna trials")
-    parser.add_argument("--no-doc", action="store_true", help="do not write docs/benchmarks.md")
     args = parser.parse_args()
     os.environ.setdefault("TQDM_DISABLE", "1")
     import mlflow
@@ -65,7 +63,7 @@ def main() -> None:
             f"| {seconds:.0f} |"
         )
     lines += ["", f"Gate on the tuned version: {tuned.reason}"]
-    docs.publish("tuning", lines, HEADING, write=not args.no_doc)
+    docs.publish("tuning", lines, HEADING, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@
 - `store`: the MLflow store a benchmark measures (trained fresh, or given) and its one-row body.
 - `wrk`: one wrk run and the parsing of its output.
 - `docs`: a script's own section of docs/benchmarks.md, replaced between its markers.
+- `cli`: the options every script takes (`--no-write`, `--tracking-uri`).
 
 Import the submodule you need: this package only names the repository's root.
 """

@@ -1,4 +1,5 @@
-"""The benchmark harness's pure pieces: wrk's output read, a docs section replaced, a tree."""
+"""The benchmark harness's pure pieces: wrk's output read, a docs section replaced, a tree,
+the shared options (and every script that writes a section taking them)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from benchmarks.harness import docs, processes, wrk
+from benchmarks.harness import ROOT, cli, docs, processes, wrk
 
 # wrk 4.2 --latency output (real run, numbers edited), with the optional error lines.
 WRK_OUT = """\
@@ -110,3 +112,25 @@ def test_the_tree_holds_a_grandchild_and_sums_its_memory():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         child.wait(10)
+
+
+def test_the_shared_options_parse_and_the_store_is_optional():
+    args = cli.parser("A benchmark.\n\nMore.").parse_args(["--no-write", "--tracking-uri", "x"])
+    assert args.no_write and args.tracking_uri == "x"
+    assert not cli.parser("A benchmark.").parse_args([]).no_write
+    with pytest.raises(SystemExit):
+        cli.parser("A benchmark.", tracking_uri=False).parse_args(["--tracking-uri", "x"])
+
+
+def _writes_a_section(source: str) -> bool:
+    return "docs.publish(" in source or "write_section(" in source
+
+
+@pytest.mark.parametrize(
+    "script", sorted(Path(ROOT, "benchmarks").glob("*.py")), ids=lambda p: p.stem
+)
+def test_every_script_that_writes_the_docs_takes_no_write(script: Path):
+    source = script.read_text()
+    if not _writes_a_section(source):
+        return
+    assert "cli.parser(" in source or '"--write/--no-write"' in source, script.name
