@@ -29,7 +29,7 @@ from tests.helpers import (
     write_performance_check,
 )
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.serial]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 TOKEN = "web-e2e-admin-token-0123456789"
 
@@ -176,6 +176,7 @@ def test_csv_upload_scores_every_row_and_downloads(site, page, shots, tmp_path):
     page.screenshot(path=str(shots / "predict-csv.png"), full_page=True)
 
 
+@pytest.mark.serial  # every worker must switch within a poll interval
 def test_promote_from_models_page_switches_serving(site, page, shots):
     url = site["url"]
     before = serving_version(url)
