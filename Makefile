@@ -20,13 +20,11 @@ setup: $(BIN)/mlcycle  ## venv + the project with its dev extras
 demo: setup  ## train, register, promote, serve, simulate traffic, run drift (embedded default)
 	$(BIN)/mlcycle demo
 
-# Two parts: everything but the `serial` tests on two xdist workers (a file's tests on one, so
-# its module fixtures start once), then the `serial` ones (a server timed under load, a fault or
-# a deadline) alone; both run, and either failing fails.
+# Two parts: everything but the `serial` tests on two xdist workers, then the `serial` ones
+# (a server timed under load, a fault or a deadline) alone; both run, and either failing fails.
 test: setup lint  ## every test: unit, integration, model, e2e (slow and browser ones included)
 	@status=0; \
-	$(BIN)/pytest -p no:cacheprovider -n 2 --dist loadfile -m "not serial" --durations=30 tests \
-	  || status=1; \
+	$(BIN)/pytest -p no:cacheprovider -n 2 -m "not serial" --durations=30 tests || status=1; \
 	$(BIN)/pytest -p no:cacheprovider -m serial --durations=15 tests || status=1; \
 	exit $$status
 

@@ -37,6 +37,22 @@ def _train(store_uri: str, experiment: str, **overrides) -> object:
         return run(TrainConfig(**options))
 
 
+@pytest.fixture(autouse=True)
+def _environment_restored() -> Iterator[None]:
+    """What a test leaves in `os.environ` or in MLflow's global tracking URI never reaches the
+    next test of the same process (an xdist worker runs files in any order): in-process
+    training's `mlflow.set_experiment` exports `MLFLOW_EXPERIMENT_ID` to every later
+    subprocess, and `set_tracking_uri` outlives the store it names."""
+    import mlflow
+
+    env, uri = dict(os.environ), mlflow.get_tracking_uri()
+    yield
+    if mlflow.get_tracking_uri() != uri:
+        mlflow.set_tracking_uri(uri)
+    os.environ.clear()
+    os.environ.update(env)
+
+
 @pytest.fixture(scope="session")
 def trained_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrainedStore]:
     """Train and register one tiny model in a fresh SQLite store (once per session)."""

@@ -9,7 +9,6 @@ must promote it. The CSV path of `python -m pipelines finetune` is run too.
 from __future__ import annotations
 
 import json
-import os
 
 import mlflow
 import pytest
@@ -23,6 +22,7 @@ from pipelines import cli
 from pipelines.finetune import FinetuneConfig, finetune
 from pipelines.pipeline import run
 from pipelines.settings import TrainConfig
+from tests.helpers import tracking_uri
 
 pytestmark = pytest.mark.slow
 
@@ -34,19 +34,12 @@ def store(tmp_path_factory):
     """A store whose v1 (production) learnt today's rule."""
     root = tmp_path_factory.mktemp("finetune")
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    previous = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    mlflow.set_tracking_uri(uri)
-    client = mlflow.MlflowClient(uri)
-    client.create_experiment("ft", artifact_location=(root / "artifacts").as_uri())
-    first = run(TrainConfig(rows=3000, epochs=8, hidden=(32,), experiment="ft"))
-    assert first.version == "1" and first.promoted
-    yield client, root
-    if previous is None:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = previous
-        mlflow.set_tracking_uri(previous)
+    with tracking_uri(uri):
+        client = mlflow.MlflowClient(uri)
+        client.create_experiment("ft", artifact_location=(root / "artifacts").as_uri())
+        first = run(TrainConfig(rows=3000, epochs=8, hidden=(32,), experiment="ft"))
+        assert first.version == "1" and first.promoted
+        yield client, root
 
 
 def _auc(version: str, rows) -> float:

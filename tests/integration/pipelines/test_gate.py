@@ -7,7 +7,6 @@ loads them from `models:/credit-risk/<v>` without any Keras training.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import warnings
@@ -24,6 +23,7 @@ from pipelines import pipeline
 from pipelines.data import column_roles
 from pipelines.preprocess import fit_spec, input_columns, split, transform
 from pipelines.register import gate, register
+from tests.helpers import tracking_uri
 
 pytestmark = pytest.mark.slow
 
@@ -71,16 +71,9 @@ def store(template_db, tmp_path):
     """A fresh copy of the template store, as the client and the global tracking URI."""
     shutil.copy(template_db, tmp_path / "mlflow.db")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    previous = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    mlflow.set_tracking_uri(uri)
-    client = mlflow.MlflowClient(uri)
-    yield client, client.get_experiment_by_name("gate").experiment_id
-    if previous is None:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = previous
-        mlflow.set_tracking_uri(previous)
+    with tracking_uri(uri):
+        client = mlflow.MlflowClient(uri)
+        yield client, client.get_experiment_by_name("gate").experiment_id
 
 
 def _register(store, spec, layers, test, margin=0.0, live=None):

@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.helpers import tracking_uri
+
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[3]
@@ -68,15 +70,8 @@ def store(tmp_path_factory):
 @pytest.fixture(scope="module")
 def use_store(store):
     """Point the in-process MLflow client at the module's store."""
-    import mlflow
-
-    previous = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = store["uri"]
-    mlflow.set_tracking_uri(store["uri"])
-    yield store
-    if previous is not None:
-        os.environ["MLFLOW_TRACKING_URI"] = previous
-        mlflow.set_tracking_uri(previous)
+    with tracking_uri(store["uri"]):
+        yield store
 
 
 def test_first_run_logs_everything_and_promotes_v1(store):
