@@ -5,7 +5,8 @@ v1 in Production (stage + alias) and points `MLFLOW_TRACKING_URI` at the store f
 the session. Every test shares it read-only: a test that promotes, registers, trains or logs
 runs takes `store_copy` (a private copy that is the default store during the test), and the
 session fails at its end if the shared store changed. `train_another_version` registers more
-versions in that copy. Plain helpers are in `tests/helpers.py`.
+versions in that copy. Every test also gets its environment and MLflow's tracking URI back
+afterwards (`_environment_restored`). Plain helpers are in `tests/helpers.py`.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import requests
 
 from tests.helpers import MLCYCLE_SERVE, Server
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.serial]  # paced traffic: a rate
 
 
 @pytest.fixture
