@@ -212,10 +212,9 @@ def compress(cfg: CompressConfig) -> CompressResult:
         rows, target = holdout(client, name, parent_version, cfg)
         info, variant, arrays = _log_variant(parent, cfg, rows)
         passed, reason, figures = judge(parent, variant, rows, target)
-        parent_arrays = model_code.encode_layers(parent.layers)
         sizes = {
             "weight_bytes": pipeline.weight_bytes(arrays),
-            "parent_weight_bytes": pipeline.weight_bytes(parent_arrays),
+            "parent_weight_bytes": pipeline.network_weight_bytes(parent.layers),
             "artifact_bytes": _artifact_bytes(info.model_uri),
             "parent_artifact_bytes": _artifact_bytes(f"models:/{name}/{parent_version}"),
         }

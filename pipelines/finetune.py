@@ -459,7 +459,7 @@ def finetune(
             frozen=cfg.frozen_layers,
         )
         metrics = _scores(net, prep.parent, prep.spec, prep.splits, cfg.target)
-        metrics["weight_bytes"] = pipeline.weight_bytes(model_code.encode_layers(net.layers))
+        metrics["weight_bytes"] = pipeline.network_weight_bytes(net.layers)
         mlflow.log_metrics(metrics)
         log.info(
             "held-out AUC %.4f (parent v%s %.4f, fresh logreg %.4f)",

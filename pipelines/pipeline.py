@@ -100,6 +100,11 @@ def weight_bytes(arrays: dict) -> int:
     return int(sum(a.nbytes for a in arrays.values()))
 
 
+def network_weight_bytes(layers: list) -> int:
+    """Bytes of a float network's (W, b) pairs as weights.npz stores them uncompressed."""
+    return weight_bytes(model_code.encode_layers(layers))
+
+
 def log_network_arrays(spec: dict, arrays: dict, example: pd.DataFrame, tmp: Path):
     """`log_network` with weights.npz's arrays given (`model_code.encode_layers` output)."""
     import mlflow
@@ -253,7 +258,7 @@ def _fit_and_log(cfg: TrainConfig, run_id: str) -> tuple[TrainResult, pd.DataFra
     with tempfile.TemporaryDirectory() as tmp:
         log_reference(splits.train, columns, cfg.target, net, cfg.seed, Path(tmp))
         info = log_network(spec, net.layers, example, Path(tmp))
-    metrics["weight_bytes"] = weight_bytes(model_code.encode_layers(net.layers))
+    metrics["weight_bytes"] = network_weight_bytes(net.layers)
     mlflow.log_metric("weight_bytes", metrics["weight_bytes"])
     _log_baseline(base, spec, example)
     return TrainResult(run_id=run_id, model_uri=info.model_uri, metrics=metrics), splits.test

@@ -17,7 +17,8 @@ import requests
 
 from tests.helpers import MLCYCLE_SERVE, Server
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.serial]  # paced traffic: a rate
+# serial: it paces its traffic (40 requests in 1 s), a rate a loaded machine can miss
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.serial]
 
 
 @pytest.fixture
